@@ -1,10 +1,74 @@
-//! The core of weft: operations, delta-state CRDT types, the op log and the `Replica`.
+//! The core of weft: operations, delta-state CRDT types, conflicts, and the [`Replica`].
 //!
-//! This crate will hold the op model (`ReplicaId`, `OpId = (Timestamp, ReplicaId)`, `Op`,
-//! `VersionVector`), the delta-state CRDT types (registers, counters, sets, maps, and the
-//! Fugue text/list type), conflict handling (last-writer-wins, merge handlers, manual
-//! resolution), the grow-only op log, the `Storage` trait with its in-memory and embedded
-//! persistent (redb) implementations, and the `Replica` that applications read and write.
+//! Every local mutation becomes an [`Op`] stamped with the replica's hybrid logical clock and
+//! is committed at once: appended to the [`Storage`] and applied to memory in one step. The
+//! op log is a grow-only set keyed by [`OpId`], and the materialized state is a pure function
+//! of that set, so replicas that hold the same ops show the same state, whatever the order of
+//! delivery. That is the one design decision that shapes this crate: every field is a
+//! delta-state CRDT whose ops are its deltas ([`LwwRegister`], [`MvRegister`], [`PnCounter`],
+//! [`AwSet`]), and conflict policies (last-writer-wins, a merge handler, manual resolution)
+//! are functions of the state, not of the arrival order.
 //!
-//! It reads no ambient time or randomness: both are arguments, through [`hlc::Clock`] and
-//! seeds. It never depends on an async runtime.
+//! It reads no ambient time or randomness: the clock is an [`hlc::Clock`] and ids come from an
+//! `rng` passed in. It never depends on an async runtime.
+//!
+//! ```
+//! use crdt_core::{Collection, Field, MemoryStorage, Query, Replica, Schema, Cmp};
+//! use hlc::ManualClock;
+//! use rand::SeedableRng;
+//!
+//! let schema = Schema::new(1)
+//!     .collection(
+//!         Collection::new("todos")
+//!             .field(Field::string("title").required())
+//!             .field(Field::bool("done").default_value(false))
+//!             .field(Field::counter("votes")),
+//!     )?;
+//! let clock = ManualClock::new(1_795_316_400_000);
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+//! let mut alice = Replica::open(MemoryStorage::new(), clock.clone(), schema.clone(), &mut rng)?;
+//! let mut bob = Replica::open(MemoryStorage::new(), clock.clone(), schema, &mut rng)?;
+//!
+//! alice.transact(|tx| {
+//!     tx.insert("todos", Some("milk"), [("title", "Buy milk".into())])?;
+//!     tx.increment("todos", "milk", "votes", 1)
+//! })?;
+//! // Sync: Bob takes every op he has not seen.
+//! bob.apply_remote(alice.ops_since(bob.version_vector())?)?;
+//! bob.set("todos", "milk", "done", true)?;
+//! alice.apply_remote(bob.ops_since(alice.version_vector())?)?;
+//!
+//! let open = Query::new("todos").filter("done", Cmp::Eq, false);
+//! assert!(alice.query(&open)?.is_empty());
+//! assert_eq!(alice.get("todos", "milk")?, bob.get("todos", "milk")?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod codec;
+mod error;
+mod id;
+mod op;
+mod query;
+mod replica;
+mod schema;
+mod state;
+mod storage;
+mod txn;
+mod types;
+mod value;
+
+pub use error::{ApplyError, Error, InvalidOp, OpenError, RejectReason, WriteError};
+pub use id::{OpId, ReplicaId, VersionVector};
+pub use op::{CounterBaseline, Op, Payload};
+pub use query::{Cmp, Conflict, FieldValue, Order, Query, QueryError, Row, SubscriptionId};
+pub use replica::{ApplyOutcome, Event, MAX_PENDING_OPS, Replica, Report};
+pub use schema::{
+    Collection, ConflictPolicy, Field, FieldKind, MergeFn, PrimaryKey, ScalarType, Schema,
+    SchemaError,
+};
+pub use storage::{MemoryStorage, OpIter, Storage, StorageError};
+pub use txn::Transaction;
+pub use types::{AwSet, LwwRegister, MvRegister, PnCounter};
+pub use value::Value;

@@ -1,0 +1,87 @@
+//! The versioned byte encoding of ops, for the wire and the disk.
+//!
+//! An encoded op is one format-version byte followed by the op in postcard. A batch is the
+//! version byte, a varint count, and the ops in postcard without their own version bytes. The
+//! layout is written down byte by byte in `docs/wire-format.md` and pinned by golden fixtures.
+//!
+//! Decoding takes untrusted bytes: it never panics, and it allocates no more than the input can
+//! justify (postcard reads each length before the bytes it covers and fails when they are not
+//! there; sequence pre-allocation is capped by serde).
+
+use crate::Op;
+
+/// The op encoding's format version, the first byte of every encoded op or batch.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Inputs larger than this are refused before decoding: 64 MiB.
+pub const MAX_ENCODED_BYTES: usize = 64 << 20;
+
+/// Bytes that are not a valid encoding of ops.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is empty.
+    #[error("empty input: expected a format version byte")]
+    Empty,
+    /// The format version is one this build cannot read.
+    #[error("unknown op format version {0} (this build reads version {FORMAT_VERSION})")]
+    UnknownVersion(u8),
+    /// The input is larger than [`MAX_ENCODED_BYTES`].
+    #[error("input of {0} bytes is larger than the {MAX_ENCODED_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// The bytes do not decode.
+    #[error("malformed op encoding: {0}")]
+    Malformed(String),
+    /// Bytes are left over after the last op.
+    #[error("{0} unexpected bytes after the last op")]
+    Trailing(usize),
+}
+
+impl From<postcard::Error> for DecodeError {
+    fn from(e: postcard::Error) -> Self {
+        Self::Malformed(e.to_string())
+    }
+}
+
+/// Encodes one op: version byte, then postcard.
+pub fn encode_op(op: &Op) -> Vec<u8> {
+    postcard::to_extend(op, vec![FORMAT_VERSION])
+        .expect("postcard cannot fail to serialize an Op into a Vec")
+}
+
+/// Decodes one op encoded by [`encode_op`], rejecting trailing bytes.
+pub fn decode_op(bytes: &[u8]) -> Result<Op, DecodeError> {
+    let body = check_header(bytes)?;
+    let (op, rest) = postcard::take_from_bytes::<Op>(body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Trailing(rest.len()));
+    }
+    Ok(op)
+}
+
+/// Encodes a batch of ops: version byte, varint count, then each op in postcard.
+pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
+    postcard::to_extend(ops, vec![FORMAT_VERSION])
+        .expect("postcard cannot fail to serialize ops into a Vec")
+}
+
+/// Decodes a batch encoded by [`encode_ops`], rejecting trailing bytes.
+pub fn decode_ops(bytes: &[u8]) -> Result<Vec<Op>, DecodeError> {
+    let body = check_header(bytes)?;
+    let (ops, rest) = postcard::take_from_bytes::<Vec<Op>>(body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Trailing(rest.len()));
+    }
+    Ok(ops)
+}
+
+fn check_header(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    if bytes.len() > MAX_ENCODED_BYTES {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    match bytes.split_first() {
+        None => Err(DecodeError::Empty),
+        Some((&FORMAT_VERSION, body)) => Ok(body),
+        Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
+    }
+}

@@ -1,0 +1,65 @@
+//! Operations: the deltas that make up the op log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{OpId, ReplicaId, Value};
+
+/// One operation: a delta to one field of one record, stamped with its [`OpId`].
+///
+/// Every local mutation becomes one op; the op log is the grow-only set of them, and the
+/// materialized state is a pure function of that set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// Identity and order.
+    pub id: OpId,
+    /// The schema version the writer had; a migration can interpret old ops by it.
+    pub schema_version: u32,
+    /// The collection of the record.
+    pub collection: String,
+    /// The record's primary key.
+    pub key: String,
+    /// The field the op changes; empty for a whole-record op ([`Payload::Delete`]).
+    pub field: String,
+    /// Ops that must be applied before this one. Their meaning depends on the payload: the
+    /// siblings a register write replaces, the adds a set removal removes.
+    pub deps: Vec<OpId>,
+    /// What changes.
+    pub payload: Payload,
+}
+
+/// What an op does to its field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// Writes a register field. With a last-writer-wins field the highest [`OpId`] wins; with a
+    /// multi-value field (merge handler or manual resolution) the write replaces the siblings
+    /// named in `deps` and stays beside any it had not seen.
+    Write(Value),
+    /// Sets the issuing replica's cumulative totals of a counter field, so that counters join
+    /// by maximum and survive duplicated or reordered delivery.
+    Counter {
+        /// Sum of the replica's increments so far.
+        positive: u64,
+        /// Sum of the replica's decrements so far (as a positive number).
+        negative: u64,
+    },
+    /// Adds an element to a set field; the op's id tags the add.
+    SetAdd(Value),
+    /// Removes an element from a set field: the adds named in `deps`, which the remover had
+    /// seen. A concurrent add (not seen) survives: adds win.
+    SetRemove(Value),
+    /// Deletes the record: hides every register write and set add with a lower [`OpId`], and
+    /// resets counters to the totals the deleter had seen. A later write revives the record.
+    Delete {
+        /// For each counter field, the per-replica totals seen at deletion.
+        counters: Vec<CounterBaseline>,
+    },
+}
+
+/// The totals of one counter field seen when a record was deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterBaseline {
+    /// The counter field.
+    pub field: String,
+    /// `(replica, positive, negative)` totals, by replica.
+    pub totals: Vec<(ReplicaId, u64, u64)>,
+}

@@ -1,0 +1,710 @@
+//! The [`Replica`]: what an application reads and writes, and what sync feeds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use hlc::{Clock, ClockedHlc, Config as HlcConfig};
+
+use crate::error::{ApplyError, InvalidOp, OpenError, RejectReason};
+use crate::query::{Conflict, Query, QueryError, Row, SubscriptionId};
+use crate::schema::{Collection, ConflictPolicy, FieldKind, Schema, kind_name};
+use crate::state::{CollectionState, FieldState, RecordState};
+use crate::{Op, OpId, Payload, ReplicaId, Storage, StorageError, Value, VersionVector, codec};
+
+/// At most this many remote ops wait for missing dependencies; more are rejected, so that a
+/// peer cannot make a replica buffer without bound.
+pub const MAX_PENDING_OPS: usize = 1 << 20;
+
+/// Something the application should know about, from [`Replica::poll_event`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The result of a subscribed query changed.
+    QueryChanged {
+        /// The subscription.
+        id: SubscriptionId,
+        /// The new result.
+        rows: Vec<Row>,
+    },
+    /// A problem that did not stop the replica.
+    Report(Report),
+}
+
+/// A problem that did not stop the replica, delivered as [`Event::Report`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Report {
+    /// A merge handler panicked or returned a value of the wrong type; the field shows the
+    /// last writer's value instead.
+    MergeFailed {
+        /// The collection.
+        collection: String,
+        /// The record.
+        key: String,
+        /// The field.
+        field: String,
+        /// The panic message or type mismatch.
+        reason: String,
+    },
+    /// Concurrent writes left several live records with one value of a unique field. Listed by
+    /// [`Replica::conflicts`] until resolved.
+    UniqueViolated {
+        /// The collection.
+        collection: String,
+        /// The field.
+        field: String,
+        /// The records holding the value.
+        keys: Vec<String>,
+    },
+}
+
+/// What [`Replica::apply_remote`] did with a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApplyOutcome {
+    /// Ops applied and stored (including earlier buffered ops this batch released), in the
+    /// order applied.
+    pub applied: Vec<OpId>,
+    /// Ops already stored or buffered, ignored.
+    pub duplicates: usize,
+    /// Ops now waiting for missing dependencies (not applied, not forwarded).
+    pub buffered: usize,
+    /// Ops refused, with the reason. They are not stored.
+    pub rejected: Vec<(OpId, RejectReason)>,
+}
+
+/// A replica: the in-memory materialized state of a [`Storage`]'s op log, the clock that
+/// stamps its mutations, and the surface that sync uses.
+///
+/// Reads are served from memory. A local mutation (a [`Transaction`](crate::Transaction)) is
+/// stamped, appended to storage and applied to memory in one step; remote ops are checked,
+/// deduplicated, buffered until their dependencies are present, stored, then applied.
+pub struct Replica<S, C> {
+    pub(crate) id: ReplicaId,
+    pub(crate) hlc: ClockedHlc<C>,
+    pub(crate) storage: S,
+    pub(crate) schema: Schema,
+    pub(crate) collections: HashMap<String, CollectionState>,
+    pub(crate) frontier: VersionVector,
+    pending: Pending,
+    subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    next_subscription: u64,
+    pub(crate) events: VecDeque<Event>,
+}
+
+struct Subscription {
+    query: Query,
+    last: Vec<Row>,
+}
+
+/// Remote ops waiting for dependencies.
+#[derive(Default)]
+struct Pending {
+    /// Buffered op -> (op, its field's schema position, how many deps are still missing).
+    ops: HashMap<OpId, (Op, usize, usize)>,
+    /// Missing dep -> buffered ops waiting for it.
+    waiting: HashMap<OpId, Vec<OpId>>,
+}
+
+impl Pending {
+    fn insert(&mut self, op: Op, field: usize, missing: &[OpId]) {
+        for dep in missing {
+            self.waiting.entry(*dep).or_default().push(op.id);
+        }
+        self.ops.insert(op.id, (op, field, missing.len()));
+    }
+
+    /// The buffered ops (with their field positions) that became ready now that `id` is
+    /// present.
+    fn release(&mut self, id: OpId) -> Vec<(Op, usize)> {
+        let mut ready = Vec::new();
+        for waiter in self.waiting.remove(&id).unwrap_or_default() {
+            if let Some((_, _, missing)) = self.ops.get_mut(&waiter) {
+                *missing = missing.saturating_sub(1);
+                if *missing == 0
+                    && let Some((op, field, _)) = self.ops.remove(&waiter)
+                {
+                    ready.push((op, field));
+                }
+            }
+        }
+        ready
+    }
+}
+
+impl<S: Storage, C: Clock> Replica<S, C> {
+    /// Opens a replica on `storage` and hydrates memory from its log. A new store gets a
+    /// replica id drawn from `rng`; an existing one keeps its id. The clock resumes above the
+    /// highest timestamp in the log.
+    pub fn open<R: rand::Rng + ?Sized>(
+        mut storage: S,
+        clock: C,
+        schema: Schema,
+        rng: &mut R,
+    ) -> Result<Self, OpenError> {
+        Self::open_with(
+            storage_id(&mut storage, rng)?,
+            storage,
+            clock,
+            schema,
+            HlcConfig::default(),
+        )
+    }
+
+    /// [`Replica::open`] with a clock configuration (maximum drift).
+    pub fn open_with_config<R: rand::Rng + ?Sized>(
+        mut storage: S,
+        clock: C,
+        schema: Schema,
+        hlc: HlcConfig,
+        rng: &mut R,
+    ) -> Result<Self, OpenError> {
+        Self::open_with(storage_id(&mut storage, rng)?, storage, clock, schema, hlc)
+    }
+
+    fn open_with(
+        id: ReplicaId,
+        storage: S,
+        clock: C,
+        schema: Schema,
+        hlc: HlcConfig,
+    ) -> Result<Self, OpenError> {
+        schema.validate()?;
+        let collections = schema
+            .collections()
+            .map(|c| (c.name().to_owned(), CollectionState::new(c)))
+            .collect();
+        let mut replica = Self {
+            id,
+            hlc: ClockedHlc::new(clock, hlc),
+            storage,
+            schema,
+            collections,
+            frontier: VersionVector::new(),
+            pending: Pending::default(),
+            subscriptions: BTreeMap::new(),
+            next_subscription: 0,
+            events: VecDeque::new(),
+        };
+        let ops: Vec<Op> = replica.storage.scan().collect::<Result<_, _>>()?;
+        for op in &ops {
+            let field = validate(&replica.schema, op).map_err(OpenError::Incompatible)?;
+            replica.apply_to_state(op, field);
+        }
+        if let Some(max) = replica.frontier.max_timestamp() {
+            replica.hlc.restore(max);
+        }
+        // Hydration reports (e.g. handler failures) are stale news; unique conflicts remain
+        // listed by `conflicts()`.
+        replica.events.clear();
+        Ok(replica)
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &ClockedHlc<C> {
+        &self.hlc
+    }
+
+    /// The live record `key` of `collection`.
+    pub fn get(&self, collection: &str, key: &str) -> Result<Option<Row>, QueryError> {
+        let (schema, state) = self.collection(collection)?;
+        Ok(state
+            .records
+            .get(key)
+            .filter(|r| r.is_live())
+            .map(|r| Row::build(schema, key, r)))
+    }
+
+    /// The rows of `query`.
+    pub fn query(&self, query: &Query) -> Result<Vec<Row>, QueryError> {
+        let (schema, state) = self.collection(&query.collection)?;
+        query.check(schema)?;
+        let rows = state
+            .records
+            .iter()
+            .filter(|(_, r)| r.is_live())
+            .map(|(k, r)| Row::build(schema, k, r))
+            .filter(|row| query.matches(row))
+            .collect();
+        Ok(query.finish(rows))
+    }
+
+    /// Subscribes to `query`: returns its current rows now, and an [`Event::QueryChanged`]
+    /// whenever a local or remote change alters them.
+    pub fn subscribe(&mut self, query: Query) -> Result<(SubscriptionId, Vec<Row>), QueryError> {
+        let rows = self.query(&query)?;
+        let id = SubscriptionId(self.next_subscription);
+        self.next_subscription += 1;
+        self.subscriptions.insert(
+            id,
+            Subscription {
+                query,
+                last: rows.clone(),
+            },
+        );
+        Ok((id, rows))
+    }
+
+    /// Ends a subscription. Returns whether it existed.
+    pub fn unsubscribe(&mut self, id: SubscriptionId) -> bool {
+        self.subscriptions.remove(&id).is_some()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The open conflicts of `collection`: fields with siblings under a manual or merge
+    /// policy, and unique values held by several live records.
+    pub fn conflicts(&self, collection: &str) -> Result<Vec<Conflict>, QueryError> {
+        let (schema, state) = self.collection(collection)?;
+        let mut out = Vec::new();
+        for (key, record) in state.records.iter().filter(|(_, r)| r.is_live()) {
+            for (i, field) in schema.fields().iter().enumerate() {
+                let siblings = record.siblings(i);
+                if siblings.len() > 1 {
+                    out.push(Conflict::Siblings {
+                        collection: collection.to_owned(),
+                        key: key.clone(),
+                        field: field.name().to_owned(),
+                        siblings: siblings.into_iter().map(|(t, v)| (t, v.clone())).collect(),
+                    });
+                }
+            }
+        }
+        for (&field, index) in &state.unique {
+            for (value, keys) in index.iter().filter(|(_, k)| k.len() > 1) {
+                out.push(Conflict::Unique {
+                    collection: collection.to_owned(),
+                    field: schema.fields()[field].name().to_owned(),
+                    value: value.clone(),
+                    keys: keys.iter().cloned().collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each replica, the highest timestamp applied from it.
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.frontier
+    }
+
+    /// The stored ops that a peer at `vv` certainly lacks, in [`OpId`] order.
+    pub fn ops_since(&self, vv: &VersionVector) -> Result<Vec<Op>, StorageError> {
+        self.storage.ops_after(vv).collect()
+    }
+
+    /// How many remote ops wait for missing dependencies.
+    pub fn buffered(&self) -> usize {
+        self.pending.ops.len()
+    }
+
+    /// Decodes a batch from a peer ([`codec::encode_ops`]) and applies it.
+    pub fn apply_encoded(&mut self, bytes: &[u8]) -> Result<ApplyOutcome, ApplyError> {
+        let ops = codec::decode_ops(bytes)?;
+        self.apply_remote(ops)
+    }
+
+    /// Applies ops from a peer: idempotent (known ops are ignored), checked against the drift
+    /// limit and the schema (bad ops are rejected, not stored), and causally buffered (an op
+    /// whose dependencies are missing waits, neither applied nor stored, until they arrive).
+    ///
+    /// If the store fails, nothing of the batch is applied and the error is returned.
+    pub fn apply_remote(
+        &mut self,
+        ops: impl IntoIterator<Item = Op>,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let mut ops: Vec<Op> = ops.into_iter().collect();
+        ops.sort_by_key(|op| op.id);
+        let mut outcome = ApplyOutcome::default();
+        let mut ready: Vec<(Op, usize)> = Vec::new();
+        let mut ready_ids: HashSet<OpId> = HashSet::new();
+        let mut released: Vec<(Op, usize)> = Vec::new();
+        let mut newly_buffered: Vec<OpId> = Vec::new();
+
+        for op in ops {
+            if ready_ids.contains(&op.id)
+                || self.pending.ops.contains_key(&op.id)
+                || self.storage.contains(op.id)?
+            {
+                outcome.duplicates += 1;
+                continue;
+            }
+            if let Err(e) = self.hlc.check(op.id.ts) {
+                outcome.rejected.push((op.id, e.into()));
+                continue;
+            }
+            let field = match validate(&self.schema, &op) {
+                Ok(field) => field,
+                Err(e) => {
+                    outcome.rejected.push((op.id, e.into()));
+                    continue;
+                }
+            };
+            let mut missing = Vec::new();
+            for dep in &op.deps {
+                if !ready_ids.contains(dep) && !self.storage.contains(*dep)? {
+                    missing.push(*dep);
+                }
+            }
+            missing.sort();
+            missing.dedup();
+            if !missing.is_empty() {
+                if self.pending.ops.len() >= MAX_PENDING_OPS {
+                    outcome.rejected.push((op.id, RejectReason::BufferFull));
+                    continue;
+                }
+                newly_buffered.push(op.id);
+                self.pending.insert(op, field, &missing);
+                continue;
+            }
+            let mut queue = vec![(op, field)];
+            while let Some((op, field)) = queue.pop() {
+                ready_ids.insert(op.id);
+                for (op, field) in self.pending.release(op.id) {
+                    released.push((op.clone(), field));
+                    queue.push((op, field));
+                }
+                ready.push((op, field));
+            }
+        }
+
+        let batch: Vec<Op> = ready.iter().map(|(op, _)| op.clone()).collect();
+        if let Err(e) = self.storage.append(&batch) {
+            // Put released ops back and forget the ones buffered by this batch, so that the
+            // replica is exactly as before.
+            for id in newly_buffered {
+                self.pending.ops.remove(&id);
+            }
+            self.pending.waiting.retain(|_, waiters| {
+                waiters.retain(|w| self.pending.ops.contains_key(w));
+                !waiters.is_empty()
+            });
+            for (op, field) in released {
+                let missing = op.deps.clone();
+                self.pending.insert(op, field, &missing);
+            }
+            return Err(e.into());
+        }
+        let mut touched = BTreeSet::new();
+        for (op, field) in &ready {
+            touched.insert((op.collection.clone(), op.key.clone()));
+            self.apply_to_state(op, *field);
+            outcome.applied.push(op.id);
+        }
+        if let Some(max) = ready.iter().map(|(op, _)| op.id.ts).max() {
+            // The drift check passed, so only exhaustion can fail; then stay at the maximum.
+            if self.hlc.observe(max).is_err() {
+                self.hlc.restore(max);
+            }
+        }
+        outcome.buffered = newly_buffered
+            .iter()
+            .filter(|id| self.pending.ops.contains_key(id))
+            .count();
+        self.notify(&touched);
+        Ok(outcome)
+    }
+
+    pub(crate) fn collection(
+        &self,
+        name: &str,
+    ) -> Result<(&Collection, &CollectionState), QueryError> {
+        match (self.schema.get(name), self.collections.get(name)) {
+            (Some(schema), Some(state)) => Ok((schema, state)),
+            _ => Err(QueryError::UnknownCollection(name.to_owned())),
+        }
+    }
+
+    /// Applies a validated op to memory. `field` is the schema position of its field.
+    pub(crate) fn apply_to_state(&mut self, op: &Op, field: usize) {
+        self.frontier.observe(op.id);
+        let (Some(schema), Some(state)) = (
+            self.schema.get(&op.collection),
+            self.collections.get_mut(&op.collection),
+        ) else {
+            return;
+        };
+        state.unindex(&op.key);
+        let record = state.records.entry(op.key.clone()).or_default();
+        let field_schema = schema.fields().get(field);
+        let init = || {
+            field_schema
+                .map(|f| FieldState::new(f.kind(), schema.policy_of(f).keeps_siblings()))
+                .unwrap_or(FieldState::Lww(Default::default()))
+        };
+        match &op.payload {
+            Payload::Write(value) => match record.field_mut(field, init) {
+                FieldState::Lww(reg) => {
+                    reg.write(op.id, value.clone());
+                }
+                FieldState::Mv(reg) => {
+                    reg.write(op.id, value.clone(), &op.deps);
+                }
+                _ => {}
+            },
+            Payload::Counter { positive, negative } => {
+                if let FieldState::Counter(c) = record.field_mut(field, init) {
+                    c.apply_totals(op.id.replica, *positive, *negative);
+                }
+            }
+            Payload::SetAdd(element) => {
+                if let FieldState::Set(s) = record.field_mut(field, init) {
+                    s.add(op.id, element.clone());
+                }
+            }
+            Payload::SetRemove(element) => {
+                if let FieldState::Set(s) = record.field_mut(field, init) {
+                    s.apply_remove(element, &op.deps);
+                }
+            }
+            Payload::Delete { counters } => {
+                record.deleted = record.deleted.max(Some(op.id));
+                for baseline in counters {
+                    let Some(i) = schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name() == baseline.field)
+                    else {
+                        continue;
+                    };
+                    if let FieldState::Counter(c) =
+                        record.field_mut(i, || FieldState::Counter(Default::default()))
+                    {
+                        for &(replica, positive, negative) in &baseline.totals {
+                            c.apply_baseline(replica, positive, negative);
+                        }
+                    }
+                }
+            }
+        }
+        if !matches!(op.payload, Payload::Delete { .. }) {
+            record.last_change = record.last_change.max(Some(op.id));
+        }
+        // Multi-value fields show a resolved value; a write or a delete can change it.
+        let mut reports = Vec::new();
+        for (i, f) in schema.fields().iter().enumerate() {
+            if !matches!(record.field(i), Some(FieldState::Mv(_))) {
+                continue;
+            }
+            if i != field && !matches!(op.payload, Payload::Delete { .. }) {
+                continue;
+            }
+            let resolved = resolve(schema.policy_of(f), f.kind(), record, i).map_err(|reason| {
+                reports.push(Report::MergeFailed {
+                    collection: op.collection.clone(),
+                    key: op.key.clone(),
+                    field: f.name().to_owned(),
+                    reason,
+                })
+            });
+            let resolved = match resolved {
+                Ok(v) => v,
+                Err(()) => record.siblings(i).last().map(|(_, v)| (*v).clone()),
+            };
+            if record.resolved.len() <= i {
+                record.resolved.resize(i + 1, None);
+            }
+            record.resolved[i] = resolved;
+        }
+        state.index(&op.key);
+        self.events.extend(reports.into_iter().map(Event::Report));
+    }
+
+    /// Re-evaluates the subscriptions that `touched` records can affect and queues events
+    /// for those whose result changed; reports unique values shared after the change.
+    pub(crate) fn notify(&mut self, touched: &BTreeSet<(String, String)>) {
+        self.report_unique(touched);
+        let mut changed = Vec::new();
+        for (&id, sub) in &self.subscriptions {
+            let affected = touched.iter().any(|(collection, key)| {
+                collection == &sub.query.collection
+                    && (sub.last.iter().any(|row| &row.key == key)
+                        || self
+                            .get(collection, key)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|row| sub.query.matches(&row)))
+            });
+            if !affected {
+                continue;
+            }
+            let Ok(rows) = self.query(&sub.query) else {
+                continue;
+            };
+            if rows != sub.last {
+                changed.push((id, rows));
+            }
+        }
+        for (id, rows) in changed {
+            if let Some(sub) = self.subscriptions.get_mut(&id) {
+                sub.last = rows.clone();
+            }
+            self.events.push_back(Event::QueryChanged { id, rows });
+        }
+    }
+
+    fn report_unique(&mut self, touched: &BTreeSet<(String, String)>) {
+        let mut reports = Vec::new();
+        for (collection, key) in touched {
+            let (Some(schema), Some(state)) = (
+                self.schema.get(collection),
+                self.collections.get(collection),
+            ) else {
+                continue;
+            };
+            let Some(record) = state.records.get(key) else {
+                continue;
+            };
+            for (&field, index) in &state.unique {
+                let Some(keys) = record.register(field).and_then(|v| index.get(v)) else {
+                    continue;
+                };
+                if keys.len() > 1 {
+                    reports.push(Report::UniqueViolated {
+                        collection: collection.clone(),
+                        field: schema.fields()[field].name().to_owned(),
+                        keys: keys.iter().cloned().collect(),
+                    });
+                }
+            }
+        }
+        self.events.extend(reports.into_iter().map(Event::Report));
+    }
+}
+
+fn storage_id<S: Storage, R: rand::Rng + ?Sized>(
+    storage: &mut S,
+    rng: &mut R,
+) -> Result<ReplicaId, StorageError> {
+    match storage.replica_id()? {
+        Some(id) => Ok(id),
+        None => {
+            let id = ReplicaId::random(rng);
+            storage.set_replica_id(id)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Checks an op against the schema; returns the schema position of its field (0 for a
+/// whole-record op).
+pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
+    let collection = schema
+        .get(&op.collection)
+        .ok_or_else(|| InvalidOp::UnknownCollection(op.collection.clone()))?;
+    let field_named = |name: &str| {
+        collection
+            .fields()
+            .iter()
+            .position(|f| f.name() == name)
+            .ok_or_else(|| InvalidOp::UnknownField {
+                collection: op.collection.clone(),
+                field: name.to_owned(),
+            })
+    };
+    if let Payload::Delete { counters } = &op.payload {
+        if !op.field.is_empty() {
+            return Err(InvalidOp::Malformed("a record delete names a field"));
+        }
+        for baseline in counters {
+            let i = field_named(&baseline.field)?;
+            if collection.fields()[i].kind() != &FieldKind::Counter {
+                return Err(type_error(
+                    op,
+                    &collection.fields()[i].kind,
+                    "counter baseline",
+                ));
+            }
+        }
+        return Ok(0);
+    }
+    let index = field_named(&op.field)?;
+    let kind = collection.fields()[index].kind();
+    let fits = match (&op.payload, kind) {
+        (Payload::Write(Value::Null), FieldKind::Register(_)) => true,
+        (Payload::Write(v), FieldKind::Register(t)) => t.admits(v),
+        (Payload::Counter { .. }, FieldKind::Counter) => true,
+        (Payload::SetAdd(v) | Payload::SetRemove(v), FieldKind::Set(t)) => t.admits(v),
+        _ => false,
+    };
+    if !fits {
+        return Err(type_error(op, kind, payload_name(&op.payload)));
+    }
+    Ok(index)
+}
+
+fn type_error(op: &Op, kind: &FieldKind, found: &str) -> InvalidOp {
+    InvalidOp::Type {
+        collection: op.collection.clone(),
+        field: op.field.clone(),
+        expected: kind_name(kind),
+        found: found.to_owned(),
+    }
+}
+
+fn payload_name(payload: &Payload) -> &'static str {
+    match payload {
+        Payload::Write(v) => v.kind(),
+        Payload::Counter { .. } => "counter update",
+        Payload::SetAdd(v) | Payload::SetRemove(v) => v.kind(),
+        Payload::Delete { .. } => "record delete",
+    }
+}
+
+/// The value a multi-value field shows: for a merge policy the handler's result over the
+/// visible siblings in op id order, otherwise (manual) the last writer's. `Err` carries why
+/// the handler failed; the caller then falls back to last-writer-wins.
+fn resolve(
+    policy: &ConflictPolicy,
+    kind: &FieldKind,
+    record: &RecordState,
+    field: usize,
+) -> Result<Option<Value>, String> {
+    let siblings = record.siblings(field);
+    let values: Vec<&Value> = siblings.iter().map(|(_, v)| *v).collect();
+    match (policy, values.as_slice()) {
+        (_, []) => Ok(None),
+        (ConflictPolicy::Merge(handler), values) if values.len() > 1 => {
+            let merged = catch_unwind(AssertUnwindSafe(|| handler(values))).map_err(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                format!("merge handler panicked: {message}")
+            })?;
+            let fits = match kind {
+                FieldKind::Register(t) => merged == Value::Null || t.admits(&merged),
+                _ => false,
+            };
+            if fits {
+                Ok(Some(merged))
+            } else {
+                Err(format!(
+                    "merge handler returned a {}, but the field is a {}",
+                    merged.kind(),
+                    kind_name(kind)
+                ))
+            }
+        }
+        (_, values) => Ok(values.last().map(|v| (*v).clone())),
+    }
+}

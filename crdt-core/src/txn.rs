@@ -1,0 +1,452 @@
+//! Local mutations: transactions that commit as one unit.
+
+use std::collections::{BTreeSet, HashMap};
+
+use hlc::Clock;
+
+use crate::error::{InvalidOp, WriteError};
+use crate::query::{QueryError, Row};
+use crate::replica::{Replica, validate};
+use crate::schema::{FieldKind, PrimaryKey};
+use crate::state::{FieldState, RecordState};
+use crate::{CounterBaseline, Op, OpId, Payload, Storage, Value, VersionVector};
+
+/// A batch of local mutations that commits as one unit: all of its ops are stored in one
+/// append and become visible together, or none is.
+///
+/// Each mutation is applied to memory at once, so later mutations and reads in the same
+/// transaction see it; if the closure given to [`Replica::transact`] fails or the store
+/// fails, memory is rolled back and nothing is stored.
+pub struct Transaction<'r, S, C> {
+    replica: &'r mut Replica<S, C>,
+    ops: Vec<Op>,
+    undo: HashMap<(String, String), Option<RecordState>>,
+    frontier: VersionVector,
+    events: usize,
+}
+
+impl<S: Storage, C: Clock> Replica<S, C> {
+    /// Runs `f` as one transaction and commits it: the ops are appended to storage in one
+    /// step (durable on return, with a durable store) and stay applied. If `f` or the store
+    /// fails, nothing is applied or stored and the error is returned.
+    pub fn transact<R>(
+        &mut self,
+        f: impl FnOnce(&mut Transaction<'_, S, C>) -> Result<R, WriteError>,
+    ) -> Result<R, WriteError> {
+        let mut tx = Transaction {
+            frontier: self.frontier.clone(),
+            events: self.events.len(),
+            replica: self,
+            ops: Vec::new(),
+            undo: HashMap::new(),
+        };
+        let result = f(&mut tx);
+        match result {
+            Ok(value) => tx.commit().map(|()| value),
+            Err(e) => {
+                tx.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Inserts a record in a transaction of its own. See [`Transaction::insert`].
+    pub fn insert<'a>(
+        &mut self,
+        collection: &str,
+        key: Option<&str>,
+        fields: impl IntoIterator<Item = (&'a str, Value)>,
+    ) -> Result<String, WriteError> {
+        self.transact(|tx| tx.insert(collection, key, fields))
+    }
+
+    /// Writes a register field in a transaction of its own. See [`Transaction::set`].
+    pub fn set(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        value: impl Into<Value>,
+    ) -> Result<(), WriteError> {
+        self.transact(|tx| tx.set(collection, key, field, value))
+    }
+}
+
+impl<S: Storage, C: Clock> Transaction<'_, S, C> {
+    /// Inserts a record with the given field values. `key` is required for collections with
+    /// given keys and must be `None` for generated keys; returns the key. Fields not given take
+    /// their defaults; a required field without either is an error. Counter fields take an
+    /// integer start value. Set fields are filled with [`Transaction::add`].
+    pub fn insert<'a>(
+        &mut self,
+        collection: &str,
+        key: Option<&str>,
+        fields: impl IntoIterator<Item = (&'a str, Value)>,
+    ) -> Result<String, WriteError> {
+        let schema = self
+            .replica
+            .schema
+            .get(collection)
+            .ok_or_else(|| InvalidOp::UnknownCollection(collection.to_owned()))?
+            .clone();
+        let key_error = |reason| WriteError::Key {
+            collection: collection.to_owned(),
+            reason,
+        };
+        let key = match (&schema.primary_key, key) {
+            (PrimaryKey::Given, Some("")) => return Err(key_error("the key is empty")),
+            (PrimaryKey::Given, Some(k)) => k.to_owned(),
+            (PrimaryKey::Given, None) => return Err(key_error("inserts must give a key")),
+            (PrimaryKey::Generated, None) => {
+                let ts = self.replica.hlc.now()?;
+                format!("{:016x}{}", ts.as_u64(), self.replica.id)
+            }
+            (PrimaryKey::Generated, Some(_)) => {
+                return Err(key_error("keys are generated; inserts must not give one"));
+            }
+        };
+        if self.live(collection, &key).is_some() {
+            return Err(WriteError::AlreadyExists {
+                collection: collection.to_owned(),
+                key,
+            });
+        }
+        let mut given: Vec<(&str, Value)> = Vec::new();
+        for (name, value) in fields {
+            if given.iter().any(|(n, _)| *n == name) {
+                return Err(InvalidOp::Malformed("an insert gives a field twice").into());
+            }
+            given.push((name, value));
+        }
+        for field in schema.fields() {
+            if given.iter().any(|(n, _)| *n == field.name()) {
+                continue;
+            }
+            match &field.default {
+                Some(default) => given.push((field.name(), default.clone())),
+                None if field.required => {
+                    return Err(WriteError::MissingRequired {
+                        collection: collection.to_owned(),
+                        field: field.name().to_owned(),
+                    });
+                }
+                None => {}
+            }
+        }
+        if given.is_empty() {
+            return Err(InvalidOp::Malformed("an insert writes at least one field").into());
+        }
+        for (name, value) in given {
+            let kind = schema.field_named(name).map(|f| f.kind().clone());
+            match (kind, value) {
+                (Some(FieldKind::Counter), Value::Int(start)) => {
+                    self.counter_op(collection, &key, name, start)?;
+                }
+                (_, value) => self.write(collection, &key, name, value)?,
+            }
+        }
+        Ok(key)
+    }
+
+    /// Writes a register field of a live record. Under a manual or merge policy the write
+    /// replaces every sibling the field shows now, which is how a conflict is resolved.
+    pub fn set(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        value: impl Into<Value>,
+    ) -> Result<(), WriteError> {
+        self.require_live(collection, key)?;
+        self.write(collection, key, field, value.into())
+    }
+
+    /// Adds `by` (negative to subtract) to a counter field of a live record.
+    pub fn increment(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        by: i64,
+    ) -> Result<(), WriteError> {
+        self.require_live(collection, key)?;
+        self.counter_op(collection, key, field, by)
+    }
+
+    /// Adds an element to a set field of a live record.
+    pub fn add(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        element: impl Into<Value>,
+    ) -> Result<(), WriteError> {
+        self.require_live(collection, key)?;
+        self.push(
+            collection,
+            key,
+            field,
+            Vec::new(),
+            Payload::SetAdd(element.into()),
+        )
+    }
+
+    /// Removes an element from a set field of a live record: the adds of it seen here. An
+    /// add made concurrently elsewhere survives (adds win). Removing an absent element does
+    /// nothing.
+    pub fn remove(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        element: impl Into<Value>,
+    ) -> Result<(), WriteError> {
+        let element = element.into();
+        let record = self.require_live(collection, key)?;
+        let index = self.field_index(collection, field)?;
+        let tags: Vec<OpId> = match record.field(index) {
+            Some(FieldState::Set(set)) => set.live_tags(&element),
+            _ => Vec::new(),
+        };
+        if tags.is_empty() {
+            // Still type-check the element, so a wrong call is an error, not a no-op.
+            let probe = self.op(
+                collection,
+                key,
+                field,
+                Vec::new(),
+                Payload::SetRemove(element),
+            );
+            validate(&self.replica.schema, &probe)?;
+            return Ok(());
+        }
+        self.push(collection, key, field, tags, Payload::SetRemove(element))
+    }
+
+    /// Deletes a live record. Writes made elsewhere concurrently with a higher op id revive
+    /// it with just those writes.
+    pub fn delete(&mut self, collection: &str, key: &str) -> Result<(), WriteError> {
+        let record = self.require_live(collection, key)?;
+        let schema = self.replica.collection(collection).map_err(query_error)?.0;
+        let counters = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match record.field(i) {
+                Some(FieldState::Counter(c)) => Some(CounterBaseline {
+                    field: f.name().to_owned(),
+                    totals: c.all_totals().map(|(r, (p, n))| (r, p, n)).collect(),
+                }),
+                _ => None,
+            })
+            .collect();
+        self.push(
+            collection,
+            key,
+            "",
+            Vec::new(),
+            Payload::Delete { counters },
+        )
+    }
+
+    /// Reads a live record, including this transaction's writes.
+    pub fn get(&self, collection: &str, key: &str) -> Result<Option<Row>, QueryError> {
+        self.replica.get(collection, key)
+    }
+
+    /// The ops this transaction has made so far.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    fn write(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        value: Value,
+    ) -> Result<(), WriteError> {
+        let index = self.field_index(collection, field)?;
+        let (schema, state) = self.replica.collection(collection).map_err(query_error)?;
+        let field_schema = &schema.fields()[index];
+        if value == Value::Null && field_schema.required {
+            return Err(WriteError::MissingRequired {
+                collection: collection.to_owned(),
+                field: field.to_owned(),
+            });
+        }
+        if let Some(holders) = state.unique.get(&index).and_then(|u| u.get(&value))
+            && let Some(existing) = holders.iter().find(|k| k.as_str() != key)
+        {
+            return Err(WriteError::Unique {
+                collection: collection.to_owned(),
+                field: field.to_owned(),
+                value,
+                existing: existing.clone(),
+            });
+        }
+        let deps = match state.records.get(key).and_then(|r| r.field(index)) {
+            Some(FieldState::Mv(reg)) => reg.sibling_tags(),
+            _ => Vec::new(),
+        };
+        self.push(collection, key, field, deps, Payload::Write(value))
+    }
+
+    fn counter_op(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        by: i64,
+    ) -> Result<(), WriteError> {
+        let index = self.field_index(collection, field)?;
+        let me = self.replica.id;
+        let (mut positive, mut negative) = match self
+            .replica
+            .collection(collection)
+            .map_err(query_error)?
+            .1
+            .records
+            .get(key)
+            .and_then(|r| r.field(index))
+        {
+            Some(FieldState::Counter(c)) => c.totals(me),
+            _ => (0, 0),
+        };
+        if by >= 0 {
+            positive = positive.saturating_add(by.unsigned_abs());
+        } else {
+            negative = negative.saturating_add(by.unsigned_abs());
+        }
+        self.push(
+            collection,
+            key,
+            field,
+            Vec::new(),
+            Payload::Counter { positive, negative },
+        )
+    }
+
+    fn op(
+        &self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        deps: Vec<OpId>,
+        payload: Payload,
+    ) -> Op {
+        Op {
+            id: OpId::new(self.replica.hlc.last(), self.replica.id),
+            schema_version: self.replica.schema.version(),
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            field: field.to_owned(),
+            deps,
+            payload,
+        }
+    }
+
+    /// Stamps, validates and applies one op.
+    fn push(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        deps: Vec<OpId>,
+        payload: Payload,
+    ) -> Result<(), WriteError> {
+        let mut op = self.op(collection, key, field, deps, payload);
+        let index = validate(&self.replica.schema, &op)?;
+        op.id.ts = self.replica.hlc.now()?;
+        let undo_key = (collection.to_owned(), key.to_owned());
+        if !self.undo.contains_key(&undo_key) {
+            let before = self
+                .replica
+                .collections
+                .get(collection)
+                .and_then(|c| c.records.get(key))
+                .cloned();
+            self.undo.insert(undo_key, before);
+        }
+        self.replica.apply_to_state(&op, index);
+        self.ops.push(op);
+        Ok(())
+    }
+
+    fn field_index(&self, collection: &str, field: &str) -> Result<usize, WriteError> {
+        let schema = self.replica.collection(collection).map_err(query_error)?.0;
+        schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == field)
+            .ok_or_else(|| {
+                InvalidOp::UnknownField {
+                    collection: collection.to_owned(),
+                    field: field.to_owned(),
+                }
+                .into()
+            })
+    }
+
+    fn live(&self, collection: &str, key: &str) -> Option<&RecordState> {
+        self.replica
+            .collections
+            .get(collection)?
+            .records
+            .get(key)
+            .filter(|r| r.is_live())
+    }
+
+    fn require_live(&self, collection: &str, key: &str) -> Result<RecordState, WriteError> {
+        self.replica.collection(collection).map_err(query_error)?;
+        self.live(collection, key)
+            .cloned()
+            .ok_or_else(|| WriteError::NoSuchRecord {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+            })
+    }
+
+    fn commit(mut self) -> Result<(), WriteError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.replica.storage.append(&self.ops) {
+            self.rollback();
+            return Err(e.into());
+        }
+        let touched: BTreeSet<(String, String)> = self.undo.drain().map(|(k, _)| k).collect();
+        self.replica.notify(&touched);
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        for ((collection, key), before) in self.undo.drain() {
+            let Some(state) = self.replica.collections.get_mut(&collection) else {
+                continue;
+            };
+            state.unindex(&key);
+            match before {
+                Some(record) => {
+                    state.records.insert(key.clone(), record);
+                }
+                None => {
+                    state.records.remove(&key);
+                }
+            }
+            state.index(&key);
+        }
+        self.replica.frontier = std::mem::take(&mut self.frontier);
+        self.replica.events.truncate(self.events);
+        self.ops.clear();
+    }
+}
+
+fn query_error(e: QueryError) -> WriteError {
+    match e {
+        QueryError::UnknownCollection(c) => InvalidOp::UnknownCollection(c).into(),
+        QueryError::UnknownField { collection, field } => {
+            InvalidOp::UnknownField { collection, field }.into()
+        }
+    }
+}

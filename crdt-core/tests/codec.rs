@@ -1,0 +1,202 @@
+//! The op encoding: golden bytes, round trips, and hostile input.
+
+use crdt_core::codec::{DecodeError, FORMAT_VERSION, decode_op, decode_ops, encode_op, encode_ops};
+use crdt_core::{CounterBaseline, Op, OpId, Payload, ReplicaId, Value};
+use hlc::Timestamp;
+use proptest::prelude::*;
+
+fn sample() -> Op {
+    let ts = Timestamp::new(1_795_316_400_123, 2).unwrap();
+    let dep = OpId::new(
+        Timestamp::new(1_795_316_400_000, 0).unwrap(),
+        ReplicaId::new(7),
+    );
+    Op {
+        id: OpId::new(ts, ReplicaId::new(0x0102_0304_0506_0708)),
+        schema_version: 1,
+        collection: "todos".into(),
+        key: "k1".into(),
+        field: "title".into(),
+        deps: vec![dep],
+        payload: Payload::Write(Value::String("hi".into())),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A change to these bytes is a format change: bump `FORMAT_VERSION` and update
+/// docs/wire-format.md.
+#[test]
+fn golden_bytes_of_one_op() {
+    let bytes = encode_op(&sample());
+    assert_eq!(
+        hex(&bytes),
+        concat!(
+            "01",               // format version
+            "01a201323ffb0002", // id.ts: 48-bit ms, 16-bit counter
+            "0102030405060708", // id.replica, big-endian
+            "01",               // schema_version (varint)
+            "05746f646f73",     // collection "todos"
+            "026b31",           // key "k1"
+            "057469746c65",     // field "title"
+            "01",               // 1 dep
+            "01a201323f800000",
+            "0000000000000007", // dep op id
+            "00",               // payload: Write
+            "04",
+            "026869", // Value::String "hi"
+        )
+    );
+    assert_eq!(decode_op(&bytes).unwrap(), sample());
+}
+
+#[test]
+fn golden_bytes_of_a_batch_and_other_payloads() {
+    let mut counter = sample();
+    counter.deps.clear();
+    counter.payload = Payload::Counter {
+        positive: 300,
+        negative: 1,
+    };
+    let mut delete = sample();
+    delete.field.clear();
+    delete.deps.clear();
+    delete.payload = Payload::Delete {
+        counters: vec![CounterBaseline {
+            field: "n".into(),
+            totals: vec![(ReplicaId::new(1), 2, 3)],
+        }],
+    };
+    let bytes = encode_ops(&[counter.clone(), delete.clone()]);
+    let body = "01a201323ffb00020102030405060708010574\
+6f646f73026b31";
+    assert_eq!(
+        hex(&bytes),
+        format!("0102{body}057469746c6500 01ac0201{body}00 00 04 01016e01 0000000000000001 02 03")
+            .replace(' ', "")
+    );
+    assert_eq!(decode_ops(&bytes).unwrap(), vec![counter, delete]);
+}
+
+#[test]
+fn bad_headers_and_trailing_bytes_are_errors() {
+    assert_eq!(decode_op(&[]), Err(DecodeError::Empty));
+    assert_eq!(decode_op(&[9, 0]), Err(DecodeError::UnknownVersion(9)));
+    let mut bytes = encode_op(&sample());
+    bytes.push(0);
+    assert_eq!(decode_op(&bytes), Err(DecodeError::Trailing(1)));
+    let bytes = encode_op(&sample());
+    for cut in 1..bytes.len() {
+        assert!(
+            decode_op(&bytes[..cut]).is_err(),
+            "truncated at {cut} decoded"
+        );
+    }
+}
+
+#[test]
+fn a_huge_claimed_length_does_not_allocate_it() {
+    // A batch claiming u32::MAX ops, then nothing.
+    let bytes = [FORMAT_VERSION, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    assert!(matches!(decode_ops(&bytes), Err(DecodeError::Malformed(_))));
+    // A string claiming 2^60 bytes.
+    let mut bytes = encode_op(&sample());
+    bytes.truncate(18);
+    bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+    assert!(decode_op(&bytes).is_err());
+}
+
+fn arb_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::Int),
+        any::<f64>().prop_map(Value::Float),
+        ".{0,12}".prop_map(Value::String),
+        prop::collection::vec(any::<u8>(), 0..12).prop_map(Value::Bytes),
+        any::<u64>().prop_map(|t| Value::Timestamp(Timestamp::from_u64(t))),
+        "[a-z]{0,6}".prop_map(Value::Ref),
+    ]
+}
+
+fn arb_op_id() -> impl Strategy<Value = OpId> {
+    (any::<u64>(), any::<u64>())
+        .prop_map(|(t, r)| OpId::new(Timestamp::from_u64(t), ReplicaId::new(r)))
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let payload = prop_oneof![
+        arb_value().prop_map(Payload::Write),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(positive, negative)| Payload::Counter { positive, negative }),
+        arb_value().prop_map(Payload::SetAdd),
+        arb_value().prop_map(Payload::SetRemove),
+        prop::collection::vec(
+            (
+                "[a-z]{1,4}",
+                prop::collection::vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..3)
+            ),
+            0..3
+        )
+        .prop_map(|c| Payload::Delete {
+            counters: c
+                .into_iter()
+                .map(|(field, t)| CounterBaseline {
+                    field,
+                    totals: t
+                        .into_iter()
+                        .map(|(r, p, n)| (ReplicaId::new(r), p, n))
+                        .collect(),
+                })
+                .collect()
+        }),
+    ];
+    (
+        arb_op_id(),
+        any::<u32>(),
+        "[a-z]{0,8}",
+        ".{0,8}",
+        "[a-z]{0,8}",
+        prop::collection::vec(arb_op_id(), 0..4),
+        payload,
+    )
+        .prop_map(
+            |(id, schema_version, collection, key, field, deps, payload)| Op {
+                id,
+                schema_version,
+                collection,
+                key,
+                field,
+                deps,
+                payload,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ops_round_trip(ops in prop::collection::vec(arb_op(), 0..8)) {
+        for op in &ops {
+            prop_assert_eq!(&decode_op(&encode_op(op)).unwrap(), op);
+        }
+        prop_assert_eq!(decode_ops(&encode_ops(&ops)).unwrap(), ops);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode_op(&bytes);
+        let _ = decode_ops(&bytes);
+    }
+
+    #[test]
+    fn mutated_encodings_never_panic(op in arb_op(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = encode_op(&op);
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        let _ = decode_op(&bytes);
+    }
+}
