@@ -3,10 +3,18 @@
 //!
 //! - `cargo bench -p benches --bench clock`: the hybrid logical clock's `tick` on the system
 //!   clock, against a bare read of the system clock and uhlc's timestamp generation, with ratios.
+//! - `cargo bench -p benches --bench map`: 1,000,000 last-writer-wins writes over 10,000 records,
+//!   applied locally one committed transaction each, then merged into a fresh replica as remote
+//!   operations; ops per second and heap bytes per op each way, against automerge and yrs, with
+//!   ratios ([`map_workload`]).
 //!
 //! Helpers shared by the benchmarks live here.
 
 use std::path::PathBuf;
+
+pub mod alloc;
+pub mod map_workload;
+pub mod weft_map;
 
 /// Where criterion keeps its estimates: `$CRITERION_HOME`, else `criterion/` in the cargo
 /// target directory.
