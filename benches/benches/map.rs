@@ -74,8 +74,13 @@ fn main() {
         args.writes, args.records, args.seed
     );
     let mut results = Vec::new();
+    // `WEFT_BENCH_ONLY=weft` runs only the systems whose name starts with it (for profiling).
+    let only = std::env::var("WEFT_BENCH_ONLY").unwrap_or_default();
     for mut system in systems() {
         let name = system.name();
+        if !name.starts_with(only.as_str()) {
+            continue;
+        }
         eprintln!("running {name} ...");
         let (local, remote) = map_workload::run(system.as_mut(), &writes, args.records);
         eprintln!(

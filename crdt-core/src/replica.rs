@@ -288,7 +288,20 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 }
             }
         }
-        for (&field, index) in &state.unique {
+        out.sort_by(|a, b| match (a, b) {
+            (
+                Conflict::Siblings {
+                    key: x, field: f, ..
+                },
+                Conflict::Siblings {
+                    key: y, field: g, ..
+                },
+            ) => (x, f).cmp(&(y, g)),
+            _ => core::cmp::Ordering::Equal,
+        });
+        let mut unique: Vec<_> = state.unique.iter().collect();
+        unique.sort_by_key(|(field, _)| **field);
+        for (&field, index) in unique {
             for (value, keys) in index.iter().filter(|(_, k)| k.len() > 1) {
                 out.push(Conflict::Unique {
                     collection: collection.to_owned(),
@@ -334,7 +347,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         let mut ops: Vec<Op> = ops.into_iter().collect();
         ops.sort_by_key(|op| op.id);
         let mut outcome = ApplyOutcome::default();
-        let mut ready: Vec<(Op, usize)> = Vec::new();
+        let mut ready: Vec<(Op, usize)> = Vec::with_capacity(ops.len());
         let mut ready_ids: HashSet<OpId> = HashSet::new();
         let mut released: Vec<(Op, usize)> = Vec::new();
         let mut newly_buffered: Vec<OpId> = Vec::new();
@@ -386,7 +399,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             }
         }
 
-        let batch: Vec<Op> = ready.iter().map(|(op, _)| op.clone()).collect();
+        let (batch, fields): (Vec<Op>, Vec<usize>) = ready.into_iter().unzip();
         if let Err(e) = self.storage.append(&batch) {
             // Put released ops back and forget the ones buffered by this batch, so that the
             // replica is exactly as before.
@@ -403,13 +416,11 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             }
             return Err(e.into());
         }
-        let mut touched = BTreeSet::new();
-        for (op, field) in &ready {
-            touched.insert((op.collection.clone(), op.key.clone()));
-            self.apply_to_state(op, *field);
+        for (op, &field) in batch.iter().zip(&fields) {
+            self.apply_to_state(op, field);
             outcome.applied.push(op.id);
         }
-        if let Some(max) = ready.iter().map(|(op, _)| op.id.ts).max() {
+        if let Some(max) = batch.iter().map(|op| op.id.ts).max() {
             // The drift check passed, so only exhaustion can fail; then stay at the maximum.
             if self.hlc.observe(max).is_err() {
                 self.hlc.restore(max);
@@ -419,7 +430,11 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             .iter()
             .filter(|id| self.pending.ops.contains_key(id))
             .count();
-        self.notify(&touched);
+        self.notify(
+            batch
+                .iter()
+                .map(|op| (op.collection.as_str(), op.key.as_str())),
+        );
         Ok(outcome)
     }
 
@@ -443,7 +458,12 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             return;
         };
         state.unindex(&op.key);
-        let record = state.records.entry(op.key.clone()).or_default();
+        if !state.records.contains_key(&op.key) {
+            state.records.insert(op.key.clone(), RecordState::default());
+        }
+        let Some(record) = state.records.get_mut(&op.key) else {
+            return;
+        };
         let field_schema = schema.fields().get(field);
         let init = || {
             field_schema
@@ -530,13 +550,17 @@ impl<S: Storage, C: Clock> Replica<S, C> {
 
     /// Re-evaluates the subscriptions that `touched` records can affect and queues events
     /// for those whose result changed; reports unique values shared after the change.
-    pub(crate) fn notify(&mut self, touched: &BTreeSet<(String, String)>) {
-        self.report_unique(touched);
+    pub(crate) fn notify<'a>(&mut self, touched: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        if self.subscriptions.is_empty() && self.collections.values().all(|c| c.unique.is_empty()) {
+            return;
+        }
+        let touched: BTreeSet<(&str, &str)> = touched.into_iter().collect();
+        self.report_unique(&touched);
         let mut changed = Vec::new();
         for (&id, sub) in &self.subscriptions {
-            let affected = touched.iter().any(|(collection, key)| {
-                collection == &sub.query.collection
-                    && (sub.last.iter().any(|row| &row.key == key)
+            let affected = touched.iter().any(|&(collection, key)| {
+                collection == sub.query.collection
+                    && (sub.last.iter().any(|row| row.key == key)
                         || self
                             .get(collection, key)
                             .ok()
@@ -561,9 +585,9 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         }
     }
 
-    fn report_unique(&mut self, touched: &BTreeSet<(String, String)>) {
+    fn report_unique(&mut self, touched: &BTreeSet<(&str, &str)>) {
         let mut reports = Vec::new();
-        for (collection, key) in touched {
+        for &(collection, key) in touched {
             let (Some(schema), Some(state)) = (
                 self.schema.get(collection),
                 self.collections.get(collection),
@@ -579,7 +603,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 };
                 if keys.len() > 1 {
                     reports.push(Report::UniqueViolated {
-                        collection: collection.clone(),
+                        collection: collection.to_owned(),
                         field: schema.fields()[field].name().to_owned(),
                         keys: keys.iter().cloned().collect(),
                     });

@@ -116,7 +116,9 @@ impl RecordState {
 /// The records of one collection and the indexes of its unique fields.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CollectionState {
-    pub(crate) records: BTreeMap<String, RecordState>,
+    /// Records by key. Unordered: readers that need an order sort (queries by their sort keys
+    /// then key, conflicts by key).
+    pub(crate) records: HashMap<String, RecordState>,
     /// For each unique field (by schema position): value -> keys of live records holding it.
     pub(crate) unique: HashMap<usize, BTreeMap<Value, BTreeSet<String>>>,
 }
@@ -131,7 +133,7 @@ impl CollectionState {
             .map(|(i, _)| (i, BTreeMap::new()))
             .collect();
         Self {
-            records: BTreeMap::new(),
+            records: HashMap::new(),
             unique,
         }
     }

@@ -1,6 +1,6 @@
 //! Local mutations: transactions that commit as one unit.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use hlc::Clock;
 
@@ -202,8 +202,8 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
         element: impl Into<Value>,
     ) -> Result<(), WriteError> {
         let element = element.into();
-        let record = self.require_live(collection, key)?;
         let index = self.field_index(collection, field)?;
+        let record = self.require_live(collection, key)?;
         let tags: Vec<OpId> = match record.field(index) {
             Some(FieldState::Set(set)) => set.live_tags(&element),
             _ => Vec::new(),
@@ -415,8 +415,9 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
             self.rollback();
             return Err(e.into());
         }
-        let touched: BTreeSet<(String, String)> = self.undo.drain().map(|(k, _)| k).collect();
-        self.replica.notify(&touched);
+        let touched: Vec<(String, String)> = self.undo.drain().map(|(k, _)| k).collect();
+        self.replica
+            .notify(touched.iter().map(|(c, k)| (c.as_str(), k.as_str())));
         Ok(())
     }
 
