@@ -49,6 +49,7 @@
 pub mod codec;
 mod error;
 mod id;
+mod list;
 mod op;
 mod query;
 mod replica;
