@@ -3,6 +3,7 @@
 use hlc::{ClockExhausted, DriftError};
 
 use crate::codec::DecodeError;
+use crate::list::OutOfBounds;
 use crate::schema::SchemaError;
 use crate::{QueryError, StorageError, Value};
 
@@ -59,6 +60,16 @@ pub enum WriteError {
         value: Value,
         /// The record holding it.
         existing: String,
+    },
+    /// A text or list position past the end.
+    #[error("field `{collection}.{field}`: {source}")]
+    Position {
+        /// The collection.
+        collection: String,
+        /// The field.
+        field: String,
+        /// The position and the length.
+        source: OutOfBounds,
     },
     /// The clock can issue no further timestamp.
     #[error(transparent)]

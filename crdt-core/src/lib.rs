@@ -62,7 +62,8 @@ mod value;
 
 pub use error::{ApplyError, Error, InvalidOp, OpenError, RejectReason, WriteError};
 pub use id::{OpId, ReplicaId, VersionVector};
-pub use op::{CounterBaseline, Op, Payload};
+pub use list::{Anchor, ElemId, OutOfBounds, SeqChange, Side, Unit};
+pub use op::{CounterBaseline, Op, Payload, SeqBaseline, SeqContent};
 pub use query::{Cmp, Conflict, FieldValue, Order, Query, QueryError, Row, SubscriptionId};
 pub use replica::{ApplyOutcome, Event, MAX_PENDING_OPS, Replica, Report};
 pub use schema::{

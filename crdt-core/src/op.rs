@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OpId, ReplicaId, Value};
+use crate::{ElemId, OpId, ReplicaId, Value};
 
 /// One operation: a delta to one field of one record, stamped with its [`OpId`].
 ///
@@ -52,7 +52,56 @@ pub enum Payload {
     Delete {
         /// For each counter field, the per-replica totals seen at deletion.
         counters: Vec<CounterBaseline>,
+        /// For each text or list field, the elements visible at deletion, which it deletes.
+        sequences: Vec<SeqBaseline>,
     },
+    /// Inserts elements into a text or list field: the issuing replica's elements
+    /// `seq..seq + n`, placed after `left` and before `right` (the neighbours its writer saw;
+    /// `None` for the start and the end). Needs both to be present.
+    SeqInsert {
+        /// The first element's number in the issuing replica's counter.
+        seq: u64,
+        /// The element it was inserted after.
+        left: Option<ElemId>,
+        /// The element that followed `left` when it was inserted (tombstones included).
+        right: Option<ElemId>,
+        /// What is inserted.
+        content: SeqContent,
+    },
+    /// Deletes elements of a text or list field, as id ranges `(first, count)`. Needs them to
+    /// be present.
+    SeqDelete {
+        /// The deleted elements.
+        ranges: Vec<(ElemId, u64)>,
+    },
+}
+
+/// The content of a [`Payload::SeqInsert`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeqContent {
+    /// Characters of a text.
+    Text(String),
+    /// Values of a list.
+    Values(Vec<Value>),
+}
+
+impl SeqContent {
+    /// Elements inserted.
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::Text(s) => s.chars().count() as u64,
+            Self::Values(v) => v.len() as u64,
+        }
+    }
+}
+
+/// The elements of one text or list field visible when a record was deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqBaseline {
+    /// The text or list field.
+    pub field: String,
+    /// The visible elements, as id ranges `(first, count)`.
+    pub ranges: Vec<(ElemId, u64)>,
 }
 
 /// The totals of one counter field seen when a record was deleted.

@@ -17,6 +17,10 @@ pub enum FieldValue {
     Counter(i128),
     /// A set's elements, ascending.
     Set(Vec<Value>),
+    /// A text's content.
+    Text(String),
+    /// A list's elements, in order.
+    List(Vec<Value>),
 }
 
 impl FieldValue {
@@ -60,6 +64,22 @@ impl Row {
         }
     }
 
+    /// The content of text `field`.
+    pub fn text(&self, field: &str) -> Option<&str> {
+        match self.fields.get(field)? {
+            FieldValue::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The elements of list `field`.
+    pub fn list(&self, field: &str) -> Option<&[Value]> {
+        match self.fields.get(field)? {
+            FieldValue::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
     pub(crate) fn build(schema: &Collection, key: &str, record: &RecordState) -> Self {
         let fields = schema
             .fields()
@@ -76,6 +96,8 @@ impl Row {
                     ),
                     FieldKind::Counter => FieldValue::Counter(record.counter(i)),
                     FieldKind::Set(_) => FieldValue::Set(record.set_elements(i)),
+                    FieldKind::Text => FieldValue::Text(record.text(i)),
+                    FieldKind::List(_) => FieldValue::List(record.list(i)),
                 };
                 (f.name().to_owned(), value)
             })
@@ -187,16 +209,21 @@ impl Query {
             };
             match (have, cmp) {
                 (FieldValue::Set(elements), Cmp::Contains) => elements.contains(want),
-                (FieldValue::Value(Value::String(s)), Cmp::Contains) => {
+                (FieldValue::Value(Value::String(s)) | FieldValue::Text(s), Cmp::Contains) => {
                     want.as_str().is_some_and(|w| s.contains(w))
                 }
+                (FieldValue::List(elements), Cmp::Contains) => elements.contains(want),
                 (_, Cmp::Contains) => false,
                 (FieldValue::Value(v), cmp) => compare(v.cmp(want), *cmp),
                 (FieldValue::Counter(c), cmp) => match want {
                     Value::Int(w) => compare(c.cmp(&i128::from(*w)), *cmp),
                     _ => false,
                 },
-                (FieldValue::Set(_), _) => false,
+                (FieldValue::Text(s), cmp) => match want {
+                    Value::String(w) => compare(s.as_str().cmp(w), *cmp),
+                    _ => false,
+                },
+                (FieldValue::Set(_) | FieldValue::List(_), _) => false,
             }
         })
     }

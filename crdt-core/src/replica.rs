@@ -6,6 +6,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use hlc::{Clock, ClockedHlc, Config as HlcConfig};
 
 use crate::error::{ApplyError, InvalidOp, OpenError, RejectReason};
+use crate::list::{Anchor, ElemId, SeqChange, Sequence, Side, Unit};
+use crate::op::SeqContent;
 use crate::query::{Conflict, Query, QueryError, Row, SubscriptionId};
 use crate::schema::{Collection, ConflictPolicy, FieldKind, Schema, kind_name};
 use crate::state::{CollectionState, FieldState, RecordState};
@@ -25,6 +27,14 @@ pub enum Event {
         id: SubscriptionId,
         /// The new result.
         rows: Vec<Row>,
+    },
+    /// A watched text or list field changed (locally or remotely): apply `changes` in order
+    /// to a mirror of it, as an editor binding does.
+    SeqChanged {
+        /// The watch.
+        id: SubscriptionId,
+        /// The changes, in element positions (code points for text).
+        changes: Vec<SeqChange>,
     },
     /// A problem that did not stop the replica.
     Report(Report),
@@ -90,6 +100,11 @@ pub struct Replica<S, C> {
     subscriptions: BTreeMap<SubscriptionId, Subscription>,
     next_subscription: u64,
     pub(crate) events: VecDeque<Event>,
+    /// Watched text and list fields: (watch, collection, key, field).
+    pub(crate) watches: Vec<(SubscriptionId, String, String, String)>,
+    /// The next element number of this replica's dense counter (resumes above the highest
+    /// stored one on open).
+    pub(crate) next_seq: u64,
 }
 
 struct Subscription {
@@ -104,6 +119,8 @@ struct Pending {
     ops: HashMap<OpId, (Op, usize, usize)>,
     /// Missing dep -> buffered ops waiting for it.
     waiting: HashMap<OpId, Vec<OpId>>,
+    /// Text and list ops waiting for elements (their origins or the elements they delete).
+    elements: Vec<(Op, usize)>,
 }
 
 impl Pending {
@@ -129,6 +146,41 @@ impl Pending {
             }
         }
         ready
+    }
+}
+
+/// Elements inserted by ops made ready earlier in the same batch, by field.
+#[derive(Default)]
+struct Created(HashMap<(String, String, String), Vec<(ElemId, u64)>>);
+
+impl Created {
+    fn record(&mut self, op: &Op) {
+        if let Payload::SeqInsert { seq, content, .. } = &op.payload {
+            let id = ElemId {
+                replica: op.id.replica,
+                seq: *seq,
+            };
+            self.0
+                .entry((op.collection.clone(), op.key.clone(), op.field.clone()))
+                .or_default()
+                .push((id, content.count()));
+        }
+    }
+
+    /// The end of the created range holding `id`, if any.
+    fn range_end(&self, op: &Op, field: &str, id: ElemId) -> Option<u64> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let ranges = self
+            .0
+            .get(&(op.collection.clone(), op.key.clone(), field.to_owned()))?;
+        ranges
+            .iter()
+            .find(|(start, n)| {
+                start.replica == id.replica && start.seq <= id.seq && id.seq < start.seq + n
+            })
+            .map(|(start, n)| start.seq + n)
     }
 }
 
@@ -185,6 +237,8 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             subscriptions: BTreeMap::new(),
             next_subscription: 0,
             events: VecDeque::new(),
+            watches: Vec::new(),
+            next_seq: 0,
         };
         let ops: Vec<Op> = replica.storage.scan().collect::<Result<_, _>>()?;
         for op in &ops {
@@ -326,7 +380,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
 
     /// How many remote ops wait for missing dependencies.
     pub fn buffered(&self) -> usize {
-        self.pending.ops.len()
+        self.pending.ops.len() + self.pending.elements.len()
     }
 
     /// Decodes a batch from a peer ([`codec::encode_ops`]) and applies it.
@@ -352,9 +406,11 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         let mut released: Vec<(Op, usize)> = Vec::new();
         let mut newly_buffered: Vec<OpId> = Vec::new();
 
+        let mut candidates: VecDeque<(Op, usize)> = VecDeque::new();
         for op in ops {
             if ready_ids.contains(&op.id)
                 || self.pending.ops.contains_key(&op.id)
+                || self.pending.elements.iter().any(|(p, _)| p.id == op.id)
                 || self.storage.contains(op.id)?
             {
                 outcome.duplicates += 1;
@@ -364,47 +420,87 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 outcome.rejected.push((op.id, e.into()));
                 continue;
             }
-            let field = match validate(&self.schema, &op) {
-                Ok(field) => field,
-                Err(e) => {
-                    outcome.rejected.push((op.id, e.into()));
+            match validate(&self.schema, &op) {
+                Ok(field) => {
+                    ready_ids.insert(op.id); // provisional: marks in-batch duplicates
+                    candidates.push_back((op, field));
+                }
+                Err(e) => outcome.rejected.push((op.id, e.into())),
+            }
+        }
+        for (op, _) in &candidates {
+            ready_ids.remove(&op.id);
+        }
+        // Ops waiting for elements get another chance with this batch.
+        let retried = std::mem::take(&mut self.pending.elements);
+        let retried_ids: Vec<OpId> = retried.iter().map(|(op, _)| op.id).collect();
+        candidates.extend(retried);
+        let mut created = Created::default();
+        let mut waiting_elements: Vec<(Op, usize)> = Vec::new();
+        loop {
+            let mut progress = false;
+            while let Some((op, field)) = candidates.pop_front() {
+                let mut missing = Vec::new();
+                for dep in &op.deps {
+                    if !ready_ids.contains(dep) && !self.storage.contains(*dep)? {
+                        missing.push(*dep);
+                    }
+                }
+                missing.sort();
+                missing.dedup();
+                if !missing.is_empty() {
+                    if self.buffered() >= MAX_PENDING_OPS {
+                        outcome.rejected.push((op.id, RejectReason::BufferFull));
+                        continue;
+                    }
+                    newly_buffered.push(op.id);
+                    self.pending.insert(op, field, &missing);
                     continue;
                 }
-            };
-            let mut missing = Vec::new();
-            for dep in &op.deps {
-                if !ready_ids.contains(dep) && !self.storage.contains(*dep)? {
-                    missing.push(*dep);
-                }
-            }
-            missing.sort();
-            missing.dedup();
-            if !missing.is_empty() {
-                if self.pending.ops.len() >= MAX_PENDING_OPS {
-                    outcome.rejected.push((op.id, RejectReason::BufferFull));
+                if !self.elements_ready(&op, &created) {
+                    waiting_elements.push((op, field));
                     continue;
                 }
-                newly_buffered.push(op.id);
-                self.pending.insert(op, field, &missing);
-                continue;
-            }
-            let mut queue = vec![(op, field)];
-            while let Some((op, field)) = queue.pop() {
+                progress = true;
                 ready_ids.insert(op.id);
+                created.record(&op);
                 for (op, field) in self.pending.release(op.id) {
                     released.push((op.clone(), field));
-                    queue.push((op, field));
+                    candidates.push_back((op, field));
                 }
                 ready.push((op, field));
             }
+            if !progress || waiting_elements.is_empty() {
+                break;
+            }
+            candidates.extend(waiting_elements.drain(..));
+        }
+        let room = MAX_PENDING_OPS.saturating_sub(self.buffered());
+        for (i, (op, field)) in waiting_elements.into_iter().enumerate() {
+            if i >= room {
+                outcome.rejected.push((op.id, RejectReason::BufferFull));
+                continue;
+            }
+            if !retried_ids.contains(&op.id) {
+                newly_buffered.push(op.id);
+            }
+            self.pending.elements.push((op, field));
         }
 
         let (batch, fields): (Vec<Op>, Vec<usize>) = ready.into_iter().unzip();
         if let Err(e) = self.storage.append(&batch) {
             // Put released ops back and forget the ones buffered by this batch, so that the
             // replica is exactly as before.
-            for id in newly_buffered {
-                self.pending.ops.remove(&id);
+            for id in &newly_buffered {
+                self.pending.ops.remove(id);
+            }
+            self.pending
+                .elements
+                .retain(|(op, _)| !newly_buffered.contains(&op.id));
+            for (op, field) in batch.into_iter().zip(fields) {
+                if retried_ids.contains(&op.id) {
+                    self.pending.elements.push((op, field));
+                }
             }
             self.pending.waiting.retain(|_, waiters| {
                 waiters.retain(|w| self.pending.ops.contains_key(w));
@@ -428,7 +524,10 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         }
         outcome.buffered = newly_buffered
             .iter()
-            .filter(|id| self.pending.ops.contains_key(id))
+            .filter(|id| {
+                self.pending.ops.contains_key(id)
+                    || self.pending.elements.iter().any(|(op, _)| op.id == **id)
+            })
             .count();
         self.notify(
             batch
@@ -436,6 +535,181 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 .map(|op| (op.collection.as_str(), op.key.as_str())),
         );
         Ok(outcome)
+    }
+
+    /// Whether the elements a text or list op needs are present (stored, or inserted earlier
+    /// in this batch).
+    fn elements_ready(&self, op: &Op, created: &Created) -> bool {
+        let record = self
+            .collections
+            .get(&op.collection)
+            .and_then(|c| c.records.get(&op.key));
+        let field_state = |field: &str| {
+            let schema = self.schema.get(&op.collection)?;
+            let index = schema.fields().iter().position(|f| f.name() == field)?;
+            record?.field(index)
+        };
+        // Every element of [id, id + len) is in the field or was created in this batch.
+        let present = |field: &str, id: ElemId, len: u64| {
+            let state = field_state(field);
+            let mut seq = id.seq;
+            let end = id.seq.saturating_add(len);
+            while seq < end {
+                let probe = ElemId { seq, ..id };
+                let in_state = match state {
+                    Some(FieldState::Text(t)) => t.run_end(probe),
+                    Some(FieldState::List(l)) => l.run_end(probe),
+                    _ => None,
+                };
+                match in_state.or_else(|| created.range_end(op, field, probe)) {
+                    Some(next) => seq = next,
+                    None => return false,
+                }
+            }
+            true
+        };
+        match &op.payload {
+            Payload::SeqInsert { left, right, .. } => [left, right]
+                .into_iter()
+                .flatten()
+                .all(|e| present(&op.field, *e, 1)),
+            Payload::SeqDelete { ranges } => {
+                ranges.iter().all(|(id, n)| present(&op.field, *id, *n))
+            }
+            Payload::Delete { sequences, .. } => sequences
+                .iter()
+                .all(|b| b.ranges.iter().all(|(id, n)| present(&b.field, *id, *n))),
+            _ => true,
+        }
+    }
+
+    /// The content of text `field` of a live record (empty if the record does not exist).
+    pub fn text(&self, collection: &str, key: &str, field: &str) -> Result<String, QueryError> {
+        let (index, record) = self.sequence_field(collection, key, field)?;
+        Ok(record.map(|r| r.text(index)).unwrap_or_default())
+    }
+
+    /// The elements of list `field` of a live record (empty if the record does not exist).
+    pub fn list(&self, collection: &str, key: &str, field: &str) -> Result<Vec<Value>, QueryError> {
+        let (index, record) = self.sequence_field(collection, key, field)?;
+        Ok(record.map(|r| r.list(index)).unwrap_or_default())
+    }
+
+    /// Converts a position in text `field` between code points, UTF-16 units and UTF-8 bytes.
+    /// Past the end clamps to the end; inside a character rounds down to its start.
+    pub fn convert_position(
+        &self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        from: Unit,
+        to: Unit,
+    ) -> Result<u64, QueryError> {
+        let (index, record) = self.sequence_field(collection, key, field)?;
+        Ok(match record.and_then(|r| r.field(index)) {
+            Some(FieldState::Text(t)) => t.convert(pos, from, to),
+            Some(FieldState::List(l)) => pos.min(l.len()),
+            _ => 0,
+        })
+    }
+
+    /// A stable anchor at `pos` of a text or list field, for a cursor or a selection end.
+    pub fn anchor(
+        &self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        side: Side,
+    ) -> Result<Anchor, QueryError> {
+        let (index, record) = self.sequence_field(collection, key, field)?;
+        Ok(match record.and_then(|r| r.field(index)) {
+            Some(FieldState::Text(t)) => t.anchor(pos, side),
+            Some(FieldState::List(l)) => l.anchor(pos, side),
+            _ => Anchor { elem: None, side },
+        })
+    }
+
+    /// Where an anchor is now, in elements; `None` if its element is unknown here.
+    pub fn resolve_anchor(
+        &self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        anchor: Anchor,
+    ) -> Result<Option<u64>, QueryError> {
+        let (index, record) = self.sequence_field(collection, key, field)?;
+        Ok(match record.and_then(|r| r.field(index)) {
+            Some(FieldState::Text(t)) => t.resolve(anchor),
+            Some(FieldState::List(l)) => l.resolve(anchor),
+            _ => Sequence::<String>::default().resolve(anchor),
+        })
+    }
+
+    /// Watches a text or list field: every local or remote change to it is queued as an
+    /// [`Event::SeqChanged`] with positions an editor can apply.
+    pub fn watch(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+    ) -> Result<SubscriptionId, QueryError> {
+        self.sequence_field(collection, key, field)?;
+        let id = SubscriptionId(self.next_subscription);
+        self.next_subscription += 1;
+        self.watches
+            .push((id, collection.to_owned(), key.to_owned(), field.to_owned()));
+        Ok(id)
+    }
+
+    /// Ends a watch. Returns whether it existed.
+    pub fn unwatch(&mut self, id: SubscriptionId) -> bool {
+        let before = self.watches.len();
+        self.watches.retain(|(w, ..)| *w != id);
+        self.watches.len() != before
+    }
+
+    /// Queues `changes` for the watches of a field.
+    pub(crate) fn seq_changed(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        changes: Vec<SeqChange>,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        for (id, c, k, f) in &self.watches {
+            if c == collection && k == key && f == field {
+                self.events.push_back(Event::SeqChanged {
+                    id: *id,
+                    changes: changes.clone(),
+                });
+            }
+        }
+    }
+
+    /// The schema position of a text or list field and its live record, if any.
+    fn sequence_field(
+        &self,
+        collection: &str,
+        key: &str,
+        field: &str,
+    ) -> Result<(usize, Option<&RecordState>), QueryError> {
+        let (schema, state) = self.collection(collection)?;
+        let index = schema
+            .fields()
+            .iter()
+            .position(|f| {
+                f.name() == field && matches!(f.kind(), FieldKind::Text | FieldKind::List(_))
+            })
+            .ok_or_else(|| QueryError::UnknownField {
+                collection: collection.to_owned(),
+                field: field.to_owned(),
+            })?;
+        Ok((index, state.records.get(key).filter(|r| r.is_live())))
     }
 
     pub(crate) fn collection(
@@ -450,6 +724,14 @@ impl<S: Storage, C: Clock> Replica<S, C> {
 
     /// Applies a validated op to memory. `field` is the schema position of its field.
     pub(crate) fn apply_to_state(&mut self, op: &Op, field: usize) {
+        let mut seq_changes = Vec::new();
+        self.apply_inner(op, field, &mut seq_changes);
+        if !self.watches.is_empty() {
+            self.seq_changed(&op.collection, &op.key, &op.field, seq_changes);
+        }
+    }
+
+    fn apply_inner(&mut self, op: &Op, field: usize, seq_changes: &mut Vec<SeqChange>) {
         self.frontier.observe(op.id);
         let (Some(schema), Some(state)) = (
             self.schema.get(&op.collection),
@@ -495,8 +777,58 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                     s.apply_remove(element, &op.deps);
                 }
             }
-            Payload::Delete { counters } => {
+            Payload::SeqInsert {
+                seq,
+                left,
+                right,
+                content,
+            } => {
+                let id = ElemId {
+                    replica: op.id.replica,
+                    seq: *seq,
+                };
+                if op.id.replica == self.id {
+                    self.next_seq = self.next_seq.max(seq.saturating_add(content.count()));
+                }
+                let count = content.count();
+                let pos = match (record.field_mut(field, init), content) {
+                    (FieldState::Text(t), SeqContent::Text(s)) if !t.contains(id) => {
+                        Some(t.integrate(id, *left, *right, s.clone()))
+                    }
+                    (FieldState::List(l), SeqContent::Values(v)) if !l.contains(id) => {
+                        Some(l.integrate(id, *left, *right, v.clone()))
+                    }
+                    _ => None,
+                };
+                if let Some(pos) = pos {
+                    seq_changes.push(SeqChange::Insert { pos, len: count });
+                }
+            }
+            Payload::SeqDelete { ranges } => {
+                let state = record.field_mut(field, init);
+                for (id, n) in ranges {
+                    seq_changes.extend(delete_in(state, *id, *n));
+                }
+            }
+            Payload::Delete {
+                counters,
+                sequences,
+            } => {
                 record.deleted = record.deleted.max(Some(op.id));
+                for baseline in sequences {
+                    let Some(i) = schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name() == baseline.field)
+                    else {
+                        continue;
+                    };
+                    if let Some(state) = record.fields.get_mut(i).and_then(Option::as_mut) {
+                        for (id, n) in &baseline.ranges {
+                            let _ = delete_in(state, *id, *n);
+                        }
+                    }
+                }
                 for baseline in counters {
                     let Some(i) = schema
                         .fields()
@@ -644,7 +976,11 @@ pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
                 field: name.to_owned(),
             })
     };
-    if let Payload::Delete { counters } = &op.payload {
+    if let Payload::Delete {
+        counters,
+        sequences,
+    } = &op.payload
+    {
         if !op.field.is_empty() {
             return Err(InvalidOp::Malformed("a record delete names a field"));
         }
@@ -658,6 +994,19 @@ pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
                 ));
             }
         }
+        for baseline in sequences {
+            let i = field_named(&baseline.field)?;
+            if !matches!(
+                collection.fields()[i].kind(),
+                FieldKind::Text | FieldKind::List(_)
+            ) {
+                return Err(type_error(
+                    op,
+                    &collection.fields()[i].kind,
+                    "text or list baseline",
+                ));
+            }
+        }
         return Ok(0);
     }
     let index = field_named(&op.field)?;
@@ -667,12 +1016,38 @@ pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
         (Payload::Write(v), FieldKind::Register(t)) => t.admits(v),
         (Payload::Counter { .. }, FieldKind::Counter) => true,
         (Payload::SetAdd(v) | Payload::SetRemove(v), FieldKind::Set(t)) => t.admits(v),
+        (
+            Payload::SeqInsert {
+                content: SeqContent::Text(s),
+                ..
+            },
+            FieldKind::Text,
+        ) => !s.is_empty(),
+        (
+            Payload::SeqInsert {
+                content: SeqContent::Values(v),
+                ..
+            },
+            FieldKind::List(t),
+        ) => !v.is_empty() && v.iter().all(|x| t.admits(x)),
+        (Payload::SeqDelete { ranges }, FieldKind::Text | FieldKind::List(_)) => {
+            ranges.iter().all(|(_, n)| *n > 0)
+        }
         _ => false,
     };
     if !fits {
         return Err(type_error(op, kind, payload_name(&op.payload)));
     }
     Ok(index)
+}
+
+/// Deletes `[id, id + n)` from a text or list field; the visible changes.
+fn delete_in(state: &mut FieldState, id: ElemId, n: u64) -> Vec<SeqChange> {
+    match state {
+        FieldState::Text(t) => t.delete_remote(id, n),
+        FieldState::List(l) => l.delete_remote(id, n),
+        _ => Vec::new(),
+    }
 }
 
 fn type_error(op: &Op, kind: &FieldKind, found: &str) -> InvalidOp {
@@ -690,6 +1065,15 @@ fn payload_name(payload: &Payload) -> &'static str {
         Payload::Counter { .. } => "counter update",
         Payload::SetAdd(v) | Payload::SetRemove(v) => v.kind(),
         Payload::Delete { .. } => "record delete",
+        Payload::SeqInsert {
+            content: SeqContent::Text(_),
+            ..
+        } => "text insert",
+        Payload::SeqInsert {
+            content: SeqContent::Values(_),
+            ..
+        } => "list insert",
+        Payload::SeqDelete { .. } => "sequence delete",
     }
 }
 

@@ -111,6 +111,10 @@ pub enum FieldKind {
     Counter,
     /// An add-wins set of values of the type.
     Set(ScalarType),
+    /// Collaborative text (a sequence CRDT of characters).
+    Text,
+    /// A list of values of the type (a sequence CRDT).
+    List(ScalarType),
 }
 
 /// One field of a collection.
@@ -170,6 +174,14 @@ impl Field {
     /// A register that holds a value of any type.
     pub fn any(name: &str) -> Self {
         Self::new(name, FieldKind::Register(ScalarType::Any))
+    }
+    /// Collaborative text: concurrent edits merge without interleaving.
+    pub fn text(name: &str) -> Self {
+        Self::new(name, FieldKind::Text)
+    }
+    /// A list of `element` values: concurrent inserts and deletes merge like text.
+    pub fn list(name: &str, element: ScalarType) -> Self {
+        Self::new(name, FieldKind::List(element))
     }
     /// A positive-negative counter.
     pub fn counter(name: &str) -> Self {
@@ -325,7 +337,10 @@ impl Schema {
             if let Some(default) = &field.default {
                 let ok = match &field.kind {
                     FieldKind::Register(t) => t.admits(default),
-                    FieldKind::Counter | FieldKind::Set(_) => false,
+                    FieldKind::Counter
+                    | FieldKind::Set(_)
+                    | FieldKind::Text
+                    | FieldKind::List(_) => false,
                 };
                 if !ok {
                     return Err(bad(format!(
@@ -387,6 +402,8 @@ pub(crate) fn kind_name(kind: &FieldKind) -> String {
         FieldKind::Register(t) => t.name().to_owned(),
         FieldKind::Counter => "counter".to_owned(),
         FieldKind::Set(t) => format!("set of {}", t.name()),
+        FieldKind::Text => "text".to_owned(),
+        FieldKind::List(t) => format!("list of {}", t.name()),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::list::Sequence;
 use crate::schema::{Collection, FieldKind};
 use crate::types::{AwSet, LwwRegister, MvRegister, PnCounter};
 use crate::{OpId, ReplicaId, Value};
@@ -13,6 +14,8 @@ pub(crate) enum FieldState {
     Mv(MvRegister<OpId, Value>),
     Counter(PnCounter<ReplicaId>),
     Set(AwSet<OpId, Value>),
+    Text(Sequence<String>),
+    List(Sequence<Vec<Value>>),
 }
 
 impl FieldState {
@@ -22,7 +25,14 @@ impl FieldState {
             FieldKind::Register(_) => Self::Lww(LwwRegister::default()),
             FieldKind::Counter => Self::Counter(PnCounter::default()),
             FieldKind::Set(_) => Self::Set(AwSet::default()),
+            FieldKind::Text => Self::Text(Sequence::default()),
+            FieldKind::List(_) => Self::List(Sequence::default()),
         }
+    }
+
+    /// Whether this is a text or list field, whose undo is a journal rather than a copy.
+    pub(crate) fn is_sequence(&self) -> bool {
+        matches!(self, Self::Text(_) | Self::List(_))
     }
 }
 
@@ -101,6 +111,37 @@ impl RecordState {
                 .cloned()
                 .collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// The content of a text field.
+    pub(crate) fn text(&self, index: usize) -> String {
+        match self.field(index) {
+            Some(FieldState::Text(t)) => t.visible_content().map(String::as_str).collect(),
+            _ => String::new(),
+        }
+    }
+
+    /// The elements of a list field.
+    pub(crate) fn list(&self, index: usize) -> Vec<Value> {
+        match self.field(index) {
+            Some(FieldState::List(l)) => l.visible_content().flatten().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A copy of everything but text and list fields, which a transaction undoes from its
+    /// journal instead (copying a long text on every keystroke would be quadratic).
+    pub(crate) fn snapshot_without_sequences(&self) -> Self {
+        Self {
+            fields: self
+                .fields
+                .iter()
+                .map(|f| f.as_ref().filter(|f| !f.is_sequence()).cloned())
+                .collect(),
+            deleted: self.deleted,
+            last_change: self.last_change,
+            resolved: self.resolved.clone(),
         }
     }
 

@@ -5,11 +5,20 @@ use std::collections::HashMap;
 use hlc::Clock;
 
 use crate::error::{InvalidOp, WriteError};
+use crate::list::{ElemId, SeqChange};
+use crate::op::{SeqBaseline, SeqContent};
 use crate::query::{QueryError, Row};
 use crate::replica::{Replica, validate};
 use crate::schema::{FieldKind, PrimaryKey};
 use crate::state::{FieldState, RecordState};
 use crate::{CounterBaseline, Op, OpId, Payload, Storage, Value, VersionVector};
+
+/// How to take back one local text or list edit.
+enum SeqUndo {
+    Inserted(ElemId, u64),
+    DeletedText(Vec<(ElemId, u64, String)>),
+    DeletedList(Vec<(ElemId, u64, Vec<Value>)>),
+}
 
 /// A batch of local mutations that commits as one unit: all of its ops are stored in one
 /// append and become visible together, or none is.
@@ -20,7 +29,10 @@ use crate::{CounterBaseline, Op, OpId, Payload, Storage, Value, VersionVector};
 pub struct Transaction<'r, S, C> {
     replica: &'r mut Replica<S, C>,
     ops: Vec<Op>,
+    /// Records as they were before their first change, without their text and list fields.
     undo: HashMap<(String, String), Option<RecordState>>,
+    /// Text and list edits, undone in reverse: (collection, key, field position, inverse).
+    journal: Vec<(String, String, usize, SeqUndo)>,
     frontier: VersionVector,
     events: usize,
 }
@@ -39,6 +51,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             replica: self,
             ops: Vec::new(),
             undo: HashMap::new(),
+            journal: Vec::new(),
         };
         let result = f(&mut tx);
         match result {
@@ -240,13 +253,275 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
                 _ => None,
             })
             .collect();
+        let sequence_fields: Vec<(usize, String)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| record.field(*i).is_some_and(FieldState::is_sequence))
+            .map(|(i, f)| (i, f.name().to_owned()))
+            .collect();
+        // The delete removes the text and list elements it sees; do that through the journal
+        // so that a rollback restores them.
+        let mut sequences = Vec::new();
+        for (index, name) in sequence_fields {
+            let len = self.seq_len(collection, key, index);
+            if len > 0 {
+                let ranges = self.delete_elements(collection, key, index, 0, len)?;
+                sequences.push(SeqBaseline {
+                    field: name,
+                    ranges,
+                });
+            }
+        }
         self.push(
             collection,
             key,
             "",
             Vec::new(),
-            Payload::Delete { counters },
+            Payload::Delete {
+                counters,
+                sequences,
+            },
         )
+    }
+
+    /// Inserts `text` at code point `pos` of text `field` of a live record.
+    pub fn insert_text(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        text: &str,
+    ) -> Result<(), WriteError> {
+        self.insert_elements(
+            collection,
+            key,
+            field,
+            pos,
+            SeqContent::Text(text.to_owned()),
+        )
+    }
+
+    /// Deletes `len` code points at `pos` of text `field` of a live record.
+    pub fn delete_text(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        len: u64,
+    ) -> Result<(), WriteError> {
+        self.delete_range(collection, key, field, pos, len)
+    }
+
+    /// Inserts `values` at `pos` of list `field` of a live record.
+    pub fn insert_list(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        values: Vec<Value>,
+    ) -> Result<(), WriteError> {
+        self.insert_elements(collection, key, field, pos, SeqContent::Values(values))
+    }
+
+    /// Deletes `len` elements at `pos` of list `field` of a live record.
+    pub fn delete_list(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        len: u64,
+    ) -> Result<(), WriteError> {
+        self.delete_range(collection, key, field, pos, len)
+    }
+
+    fn insert_elements(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        content: SeqContent,
+    ) -> Result<(), WriteError> {
+        self.require_live(collection, key)?;
+        let count = content.count();
+        if count == 0 {
+            return Ok(());
+        }
+        let index = self.field_index(collection, field)?;
+        let me = self.replica.id;
+        let seq = self.replica.next_seq;
+        let payload = |left, right, content| Payload::SeqInsert {
+            seq,
+            left,
+            right,
+            content,
+        };
+        // Type-check before touching anything.
+        let probe = self.op(
+            collection,
+            key,
+            field,
+            Vec::new(),
+            payload(None, None, content.clone()),
+        );
+        validate(&self.replica.schema, &probe)?;
+        self.save_undo(collection, key);
+        let state = self.field_state(collection, key, index);
+        let origins = match (state, content.clone()) {
+            (Some(FieldState::Text(t)), SeqContent::Text(s)) => t.insert_local(pos, s, me, seq),
+            (Some(FieldState::List(l)), SeqContent::Values(v)) => l.insert_local(pos, v, me, seq),
+            _ => return Err(InvalidOp::Malformed("not a text or list field").into()),
+        };
+        let (left, right) = origins.map_err(|e| WriteError::Position {
+            collection: collection.to_owned(),
+            field: field.to_owned(),
+            source: e,
+        })?;
+        self.replica.next_seq = seq + count;
+        self.journal.push((
+            collection.to_owned(),
+            key.to_owned(),
+            index,
+            SeqUndo::Inserted(ElemId { replica: me, seq }, count),
+        ));
+        self.replica.seq_changed(
+            collection,
+            key,
+            field,
+            vec![SeqChange::Insert { pos, len: count }],
+        );
+        self.push(
+            collection,
+            key,
+            field,
+            Vec::new(),
+            payload(left, right, content),
+        )
+    }
+
+    fn delete_range(
+        &mut self,
+        collection: &str,
+        key: &str,
+        field: &str,
+        pos: u64,
+        len: u64,
+    ) -> Result<(), WriteError> {
+        self.require_live(collection, key)?;
+        let index = self.field_index(collection, field)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let probe = self.op(
+            collection,
+            key,
+            field,
+            Vec::new(),
+            Payload::SeqDelete { ranges: Vec::new() },
+        );
+        validate(&self.replica.schema, &probe)?;
+        let ranges = self.delete_elements(collection, key, index, pos, len)?;
+        self.replica
+            .seq_changed(collection, key, field, vec![SeqChange::Delete { pos, len }]);
+        self.push(
+            collection,
+            key,
+            field,
+            Vec::new(),
+            Payload::SeqDelete { ranges },
+        )
+    }
+
+    /// Deletes visible elements through the journal; the deleted id ranges.
+    fn delete_elements(
+        &mut self,
+        collection: &str,
+        key: &str,
+        index: usize,
+        pos: u64,
+        len: u64,
+    ) -> Result<Vec<(ElemId, u64)>, WriteError> {
+        self.save_undo(collection, key);
+        let field_name = self
+            .replica
+            .schema
+            .get(collection)
+            .and_then(|c| c.fields().get(index))
+            .map(|f| f.name().to_owned())
+            .unwrap_or_default();
+        let position_error = |e, field: String| WriteError::Position {
+            collection: collection.to_owned(),
+            field,
+            source: e,
+        };
+        let (undo, ranges) = match self.field_state(collection, key, index) {
+            Some(FieldState::Text(t)) => match t.delete_local(pos, len) {
+                Ok(r) => {
+                    let ids = r.iter().map(|(id, n, _)| (*id, *n)).collect();
+                    (SeqUndo::DeletedText(r), ids)
+                }
+                Err(e) => return Err(position_error(e, field_name)),
+            },
+            Some(FieldState::List(l)) => match l.delete_local(pos, len) {
+                Ok(r) => {
+                    let ids = r.iter().map(|(id, n, _)| (*id, *n)).collect();
+                    (SeqUndo::DeletedList(r), ids)
+                }
+                Err(e) => return Err(position_error(e, field_name)),
+            },
+            _ => return Err(InvalidOp::Malformed("not a text or list field").into()),
+        };
+        self.journal
+            .push((collection.to_owned(), key.to_owned(), index, undo));
+        Ok(ranges)
+    }
+
+    /// Visible length of a text or list field.
+    fn seq_len(&mut self, collection: &str, key: &str, index: usize) -> u64 {
+        match self.field_state(collection, key, index) {
+            Some(FieldState::Text(t)) => t.len(),
+            Some(FieldState::List(l)) => l.len(),
+            _ => 0,
+        }
+    }
+
+    /// The state of field `index` of a record, created empty if it has none yet.
+    fn field_state(
+        &mut self,
+        collection: &str,
+        key: &str,
+        index: usize,
+    ) -> Option<&mut FieldState> {
+        let schema = self.replica.schema.get(collection)?;
+        let field = schema.fields().get(index)?;
+        let keeps = schema.policy_of(field).keeps_siblings();
+        let kind = field.kind().clone();
+        let record = self
+            .replica
+            .collections
+            .get_mut(collection)?
+            .records
+            .get_mut(key)?;
+        Some(record.field_mut(index, || FieldState::new(&kind, keeps)))
+    }
+
+    /// Remembers the record as it is now, once per transaction.
+    fn save_undo(&mut self, collection: &str, key: &str) {
+        let undo_key = (collection.to_owned(), key.to_owned());
+        if !self.undo.contains_key(&undo_key) {
+            let before = self
+                .replica
+                .collections
+                .get(collection)
+                .and_then(|c| c.records.get(key))
+                .map(RecordState::snapshot_without_sequences);
+            self.undo.insert(undo_key, before);
+        }
     }
 
     /// Reads a live record, including this transaction's writes.
@@ -358,16 +633,7 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
         let mut op = self.op(collection, key, field, deps, payload);
         let index = validate(&self.replica.schema, &op)?;
         op.id.ts = self.replica.hlc.now()?;
-        let undo_key = (collection.to_owned(), key.to_owned());
-        if !self.undo.contains_key(&undo_key) {
-            let before = self
-                .replica
-                .collections
-                .get(collection)
-                .and_then(|c| c.records.get(key))
-                .cloned();
-            self.undo.insert(undo_key, before);
-        }
+        self.save_undo(collection, key);
         self.replica.apply_to_state(&op, index);
         self.ops.push(op);
         Ok(())
@@ -422,18 +688,52 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
     }
 
     fn rollback(&mut self) {
+        for (collection, key, index, undo) in self.journal.drain(..).rev() {
+            let Some(state) = self
+                .replica
+                .collections
+                .get_mut(&collection)
+                .and_then(|c| c.records.get_mut(&key))
+                .and_then(|r| r.fields.get_mut(index))
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            match (state, undo) {
+                (FieldState::Text(t), SeqUndo::Inserted(id, n)) => t.unplace(id, n),
+                (FieldState::List(l), SeqUndo::Inserted(id, n)) => l.unplace(id, n),
+                (FieldState::Text(t), SeqUndo::DeletedText(ranges)) => {
+                    for (id, n, content) in ranges.into_iter().rev() {
+                        t.undelete(id, n, content);
+                    }
+                }
+                (FieldState::List(l), SeqUndo::DeletedList(ranges)) => {
+                    for (id, n, content) in ranges.into_iter().rev() {
+                        l.undelete(id, n, content);
+                    }
+                }
+                _ => {}
+            }
+        }
         for ((collection, key), before) in self.undo.drain() {
             let Some(state) = self.replica.collections.get_mut(&collection) else {
                 continue;
             };
             state.unindex(&key);
-            match before {
-                Some(record) => {
-                    state.records.insert(key.clone(), record);
+            let current = state.records.remove(&key);
+            if let Some(mut record) = before {
+                // Text and list fields were undone in place above; keep them.
+                if let Some(mut current) = current {
+                    for (i, field) in current.fields.iter_mut().enumerate() {
+                        if field.as_ref().is_some_and(FieldState::is_sequence) {
+                            if record.fields.len() <= i {
+                                record.fields.resize_with(i + 1, || None);
+                            }
+                            record.fields[i] = field.take();
+                        }
+                    }
                 }
-                None => {
-                    state.records.remove(&key);
-                }
+                state.records.insert(key.clone(), record);
             }
             state.index(&key);
         }

@@ -1,7 +1,9 @@
 //! The op encoding: golden bytes, round trips, and hostile input.
 
 use crdt_core::codec::{DecodeError, FORMAT_VERSION, decode_op, decode_ops, encode_op, encode_ops};
-use crdt_core::{CounterBaseline, Op, OpId, Payload, ReplicaId, Value};
+use crdt_core::{
+    CounterBaseline, ElemId, Op, OpId, Payload, ReplicaId, SeqBaseline, SeqContent, Value,
+};
 use hlc::Timestamp;
 use proptest::prelude::*;
 
@@ -68,16 +70,57 @@ fn golden_bytes_of_a_batch_and_other_payloads() {
             field: "n".into(),
             totals: vec![(ReplicaId::new(1), 2, 3)],
         }],
+        sequences: vec![],
     };
     let bytes = encode_ops(&[counter.clone(), delete.clone()]);
     let body = "01a201323ffb00020102030405060708010574\
 6f646f73026b31";
     assert_eq!(
         hex(&bytes),
-        format!("0102{body}057469746c6500 01ac0201{body}00 00 04 01016e01 0000000000000001 02 03")
-            .replace(' ', "")
+        format!(
+            "0102{body}057469746c6500 01ac0201{body}00 00 04 01016e01 0000000000000001 02 03 00"
+        )
+        .replace(' ', "")
     );
     assert_eq!(decode_ops(&bytes).unwrap(), vec![counter, delete]);
+}
+
+#[test]
+fn golden_bytes_of_text_ops() {
+    let elem = |replica, seq| ElemId {
+        replica: ReplicaId::new(replica),
+        seq,
+    };
+    let mut insert = sample();
+    insert.field = "body".into();
+    insert.deps.clear();
+    insert.payload = Payload::SeqInsert {
+        seq: 300,
+        left: Some(elem(7, 2)),
+        right: None,
+        content: SeqContent::Text("é!".into()),
+    };
+    let mut delete = insert.clone();
+    delete.payload = Payload::SeqDelete {
+        ranges: vec![(elem(7, 0), 3)],
+    };
+    let head = "01a201323ffb0002 0102030405060708 01 05746f646f73 026b31 04626f6479 00";
+    assert_eq!(
+        hex(&encode_ops(&[insert.clone(), delete.clone()])),
+        format!(
+            "01 02 {head} 05 ac02 01 0000000000000007 02 00 00 03c3a921 \
+             {head} 06 01 0000000000000007 00 03"
+        )
+        .replace([' ', '\\'], "")
+    );
+    assert_eq!(
+        decode_ops(&encode_ops(&[insert.clone(), delete.clone()])).unwrap(),
+        vec![insert, delete]
+    );
+    let _ = SeqBaseline {
+        field: String::new(),
+        ranges: vec![],
+    };
 }
 
 #[test]
@@ -150,7 +193,46 @@ fn arb_op() -> impl Strategy<Value = Op> {
                         .map(|(r, p, n)| (ReplicaId::new(r), p, n))
                         .collect(),
                 })
-                .collect()
+                .collect(),
+            sequences: vec![],
+        }),
+        (
+            any::<u64>(),
+            prop::option::of((any::<u64>(), any::<u64>())),
+            ".{1,5}"
+        )
+            .prop_map(|(seq, left, s)| Payload::SeqInsert {
+                seq,
+                left: left.map(|(r, q)| ElemId {
+                    replica: ReplicaId::new(r),
+                    seq: q
+                }),
+                right: None,
+                content: SeqContent::Text(s),
+            }),
+        prop::collection::vec(any::<i64>().prop_map(Value::Int), 1..4).prop_map(|v| {
+            Payload::SeqInsert {
+                seq: 1,
+                left: None,
+                right: None,
+                content: SeqContent::Values(v),
+            }
+        }),
+        prop::collection::vec((any::<u64>(), any::<u64>(), 1u64..9), 1..3).prop_map(|r| {
+            Payload::SeqDelete {
+                ranges: r
+                    .into_iter()
+                    .map(|(a, b, n)| {
+                        (
+                            ElemId {
+                                replica: ReplicaId::new(a),
+                                seq: b,
+                            },
+                            n,
+                        )
+                    })
+                    .collect(),
+            }
         }),
     ];
     (

@@ -15,8 +15,6 @@ pub(crate) trait Content: Clone + Default + PartialEq + core::fmt::Debug {
     fn utf16_len(&self) -> usize;
     /// UTF-8 bytes of the elements (their count, for lists).
     fn utf8_len(&self) -> usize;
-    /// Frees the elements' storage while keeping nothing: deleted runs hold no content.
-    fn clear(&mut self);
 }
 
 impl Content for String {
@@ -53,10 +51,6 @@ impl Content for String {
     fn utf8_len(&self) -> usize {
         self.len()
     }
-
-    fn clear(&mut self) {
-        *self = String::new();
-    }
 }
 
 impl Content for Vec<Value> {
@@ -78,9 +72,5 @@ impl Content for Vec<Value> {
 
     fn utf8_len(&self) -> usize {
         self.len()
-    }
-
-    fn clear(&mut self) {
-        *self = Vec::new();
     }
 }

@@ -19,12 +19,14 @@ mod content;
 mod position;
 #[cfg(test)]
 mod tests;
+mod undo;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 pub(crate) use content::Content;
+pub use position::{Anchor, Side, Unit};
 
 use crate::ReplicaId;
 
@@ -234,6 +236,7 @@ impl<C: Content> Sequence<C> {
     }
 
     /// Whether every element of `[id, id + len)` exists.
+    #[cfg(test)]
     pub(crate) fn contains_range(&self, id: ElemId, len: u64) -> bool {
         let mut seq = id.seq;
         let end = id.seq.saturating_add(len);
@@ -357,19 +360,20 @@ impl<C: Content> Sequence<C> {
         visible_pos
     }
 
-    /// Deletes `len` visible elements at `pos`. Returns the deleted id ranges.
+    /// Deletes `len` visible elements at `pos`. Returns the deleted id ranges with the
+    /// content each held (for undo).
     pub(crate) fn delete_local(
         &mut self,
         pos: u64,
         len: u64,
-    ) -> Result<Vec<(ElemId, u64)>, OutOfBounds> {
+    ) -> Result<Vec<(ElemId, u64, C)>, OutOfBounds> {
         if pos.saturating_add(len) > self.len() {
             return Err(OutOfBounds {
                 pos: pos.saturating_add(len),
                 len: self.len(),
             });
         }
-        let mut ranges: Vec<(ElemId, u64)> = Vec::new();
+        let mut ranges: Vec<(ElemId, u64, C)> = Vec::new();
         let mut left = len;
         while left > 0 {
             let loc = self.find_visible(pos);
@@ -379,12 +383,13 @@ impl<C: Content> Sequence<C> {
                 replica: self.replicas[run.replica as usize],
                 seq: run.seq + loc.offset,
             };
-            self.mark_deleted(loc, take);
+            let content = self.mark_deleted(loc, take);
             match ranges.last_mut() {
-                Some((last, n)) if last.replica == id.replica && last.seq + *n == id.seq => {
+                Some((last, n, c)) if last.replica == id.replica && last.seq + *n == id.seq => {
                     *n += take;
+                    c.append(&content);
                 }
-                _ => ranges.push((id, take)),
+                _ => ranges.push((id, take, content)),
             }
             left -= take;
         }
@@ -404,7 +409,7 @@ impl<C: Content> Sequence<C> {
             let take = (run.len - loc.offset).min(end - seq);
             if !run.deleted {
                 let pos = self.visible_before(loc);
-                self.mark_deleted(loc, take);
+                let _ = self.mark_deleted(loc, take);
                 changes.push(SeqChange::Delete { pos, len: take });
             }
             seq += take;
@@ -412,8 +417,8 @@ impl<C: Content> Sequence<C> {
         changes
     }
 
-    /// Marks `take` elements from `loc` (within one run) deleted.
-    fn mark_deleted(&mut self, loc: Loc, take: u64) {
+    /// Marks `take` elements from `loc` (within one run) deleted; returns their content.
+    fn mark_deleted(&mut self, loc: Loc, take: u64) -> C {
         let loc = self.split_at(loc);
         let chunk = &mut self.chunks[loc.chunk];
         if chunk.runs[loc.run].len > take {
@@ -427,13 +432,14 @@ impl<C: Content> Sequence<C> {
         let chunk = &mut self.chunks[loc.chunk];
         let run = &mut chunk.runs[loc.run];
         run.deleted = true;
-        run.content.clear();
+        let content = std::mem::take(&mut run.content);
         self.counts.visible -= take;
         let before = chunk.counts.clone();
         chunk.recount();
         self.counts.utf16 -= before.utf16 - chunk.counts.utf16;
         self.counts.utf8 -= before.utf8 - chunk.counts.utf8;
         self.maybe_split(loc.chunk);
+        content
     }
 
     /// Places a new run at `at` (splitting the run there), or extends the run before it when

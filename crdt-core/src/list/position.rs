@@ -54,6 +54,14 @@ impl<C: Content> Sequence<C> {
             })
     }
 
+    /// If `id` is present, the seq just past the end of its run (so a range check can skip a
+    /// run at a time).
+    pub(crate) fn run_end(&self, id: ElemId) -> Option<u64> {
+        let loc = self.find(id)?;
+        let run = &self.chunks[loc.chunk].runs[loc.run];
+        Some(run.seq + run.len)
+    }
+
     /// The index among all elements (tombstones included) of `r`.
     pub(super) fn index_of(&self, r: Ref) -> Option<u64> {
         let loc = self.find(self.elem_id(r))?;

@@ -15,6 +15,10 @@ fn text(seq: &Sequence<String>) -> String {
     seq.visible_content().map(String::as_str).collect()
 }
 
+fn strip(ranges: Vec<(ElemId, u64, String)>) -> Vec<(ElemId, u64)> {
+    ranges.into_iter().map(|(id, n, _)| (id, n)).collect()
+}
+
 /// An op as a replica would send it.
 #[derive(Clone, Debug)]
 enum SeqOp {
@@ -215,7 +219,7 @@ fn anchors_keep_their_place_under_remote_edits() {
     let cursor = b.seq.anchor(6, Side::Before); // before "world"
     let end = b.seq.anchor(11, Side::After); // after "d"
     log.push(a.insert(0, ">> "));
-    let del = SeqOp::Delete(a.seq.delete_local(3, 6).unwrap()); // delete "hello "
+    let del = SeqOp::Delete(strip(a.seq.delete_local(3, 6).unwrap())); // delete "hello "
     log.push(del);
     b.catch_up(&log, &[0, 1, 2]);
     assert_eq!(text(&b.seq), ">> world");
@@ -225,7 +229,66 @@ fn anchors_keep_their_place_under_remote_edits() {
     assert_eq!(b.seq.resolve(start), Some(0));
 }
 
-fn arb_history() -> impl Strategy<Value = (u64, Vec<(usize, u8, u64, u64, String)>, Vec<usize>)> {
+/// What a transaction's journal records for each local edit.
+enum Undo {
+    Inserted(ElemId, u64),
+    Deleted(Vec<(ElemId, u64, String)>),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Undoing local edits in reverse order restores the elements, content and counts, and
+    /// every element can still be found.
+    #[test]
+    fn undo_restores_the_sequence(
+        setup in prop::collection::vec((any::<u64>(), "[a-z😀]{1,5}"), 1..20),
+        edits in prop::collection::vec((any::<bool>(), any::<u64>(), 1u64..6, "[a-z😀]{1,5}"), 1..30),
+    ) {
+        let mut p = Peer::new(1);
+        for (at, s) in setup {
+            let pos = at % (p.seq.len() + 1);
+            p.insert(pos, &s);
+        }
+        let _ = p.seq.delete_local(0, 1.min(p.seq.len()));
+        let before_text = text(&p.seq);
+        let before = p.seq.clone();
+        let mut journal = Vec::new();
+        for (insert, at, n, s) in edits {
+            if insert || p.seq.len() == 0 {
+                let pos = at % (p.seq.len() + 1);
+                let id = ElemId { replica: p.id, seq: p.next };
+                p.insert(pos, &s);
+                journal.push(Undo::Inserted(id, s.chars().count() as u64));
+            } else {
+                let pos = at % p.seq.len();
+                let n = n.min(p.seq.len() - pos);
+                journal.push(Undo::Deleted(p.seq.delete_local(pos, n).unwrap()));
+            }
+        }
+        for undo in journal.into_iter().rev() {
+            match undo {
+                Undo::Inserted(id, n) => p.seq.unplace(id, n),
+                Undo::Deleted(ranges) => {
+                    for (id, n, content) in ranges.into_iter().rev() {
+                        p.seq.undelete(id, n, content);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(text(&p.seq), before_text);
+        prop_assert!(p.seq == before);
+        prop_assert_eq!(&p.seq.counts, &before.counts);
+        for (id, _) in before.elements() {
+            prop_assert!(p.seq.contains(id));
+        }
+    }
+}
+
+/// A history: a seed, steps `(replica, action, position, length, text)`, a delivery order.
+type History = (u64, Vec<(usize, u8, u64, u64, String)>, Vec<usize>);
+
+fn arb_history() -> impl Strategy<Value = History> {
     (
         any::<u64>(),
         prop::collection::vec(
@@ -291,7 +354,7 @@ proptest! {
                 _ if p.seq.len() > 0 => {
                     let pos = at % p.seq.len();
                     let len = len.min(p.seq.len() - pos);
-                    let ranges = p.seq.delete_local(pos, len).unwrap();
+                    let ranges = strip(p.seq.delete_local(pos, len).unwrap());
                     p.seen.resize(log.len() + 1, false);
                     p.seen[log.len()] = true;
                     log.push(SeqOp::Delete(ranges));

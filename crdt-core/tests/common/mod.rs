@@ -44,6 +44,14 @@ pub fn schema() -> Schema {
                     .field(Field::timestamp("founded")),
             )
         })
+        .and_then(|s| {
+            s.collection(
+                Collection::new("notes")
+                    .field(Field::string("title"))
+                    .field(Field::text("body"))
+                    .field(Field::list("items", ScalarType::Int)),
+            )
+        })
         .expect("test schema is valid")
 }
 
@@ -55,7 +63,7 @@ pub fn replica(clock: &ManualClock, seed: u64) -> Mem {
 /// Everything a reader can observe, for comparing replicas.
 pub fn snapshot<S: Storage>(r: &Replica<S, ManualClock>) -> String {
     let mut out = String::new();
-    for c in ["users", "teams"] {
+    for c in ["users", "teams", "notes"] {
         let rows = r.query(&Query::new(c)).expect("query");
         let conflicts = r.conflicts(c).expect("conflicts");
         out.push_str(&format!("{c}: {rows:?}\nconflicts: {conflicts:?}\n"));
