@@ -149,9 +149,14 @@ impl Pending {
     }
 }
 
-/// Elements inserted by ops made ready earlier in the same batch, by field.
+/// Elements inserted by ops made ready earlier in the same batch: by field (collection, key,
+/// field joined by NUL), the ranges `first element -> end seq`.
 #[derive(Default)]
-struct Created(HashMap<(String, String, String), Vec<(ElemId, u64)>>);
+struct Created(HashMap<String, BTreeMap<ElemId, u64>>);
+
+fn field_key(collection: &str, key: &str, field: &str) -> String {
+    format!("{collection}\0{key}\0{field}")
+}
 
 impl Created {
     fn record(&mut self, op: &Op) {
@@ -161,9 +166,9 @@ impl Created {
                 seq: *seq,
             };
             self.0
-                .entry((op.collection.clone(), op.key.clone(), op.field.clone()))
+                .entry(field_key(&op.collection, &op.key, &op.field))
                 .or_default()
-                .push((id, content.count()));
+                .insert(id, seq.saturating_add(content.count()));
         }
     }
 
@@ -172,15 +177,9 @@ impl Created {
         if self.0.is_empty() {
             return None;
         }
-        let ranges = self
-            .0
-            .get(&(op.collection.clone(), op.key.clone(), field.to_owned()))?;
-        ranges
-            .iter()
-            .find(|(start, n)| {
-                start.replica == id.replica && start.seq <= id.seq && id.seq < start.seq + n
-            })
-            .map(|(start, n)| start.seq + n)
+        let ranges = self.0.get(&field_key(&op.collection, &op.key, field))?;
+        let (start, &end) = ranges.range(..=id).next_back()?;
+        (start.replica == id.replica && id.seq < end).then_some(end)
     }
 }
 

@@ -663,10 +663,9 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
             .filter(|r| r.is_live())
     }
 
-    fn require_live(&self, collection: &str, key: &str) -> Result<RecordState, WriteError> {
+    fn require_live(&self, collection: &str, key: &str) -> Result<&RecordState, WriteError> {
         self.replica.collection(collection).map_err(query_error)?;
         self.live(collection, key)
-            .cloned()
             .ok_or_else(|| WriteError::NoSuchRecord {
                 collection: collection.to_owned(),
                 key: key.to_owned(),
