@@ -74,6 +74,9 @@ pub enum Payload {
         /// The deleted elements.
         ranges: Vec<(ElemId, u64)>,
     },
+    /// Creates (or revives) a record without writing a field: an insert that gives no values,
+    /// e.g. into a collection whose fields are all text, lists, sets or counters.
+    Create,
 }
 
 /// The content of a [`Payload::SeqInsert`].

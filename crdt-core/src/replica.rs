@@ -752,6 +752,8 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 .unwrap_or(FieldState::Lww(Default::default()))
         };
         match &op.payload {
+            // Only marks the record as changed, below.
+            Payload::Create => {}
             Payload::Write(value) => match record.field_mut(field, init) {
                 FieldState::Lww(reg) => {
                     reg.write(op.id, value.clone());
@@ -975,6 +977,12 @@ pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
                 field: name.to_owned(),
             })
     };
+    if let Payload::Create = &op.payload {
+        if !op.field.is_empty() {
+            return Err(InvalidOp::Malformed("a record create names a field"));
+        }
+        return Ok(0);
+    }
     if let Payload::Delete {
         counters,
         sequences,
@@ -1073,6 +1081,7 @@ fn payload_name(payload: &Payload) -> &'static str {
             ..
         } => "list insert",
         Payload::SeqDelete { .. } => "sequence delete",
+        Payload::Create => "record create",
     }
 }
 

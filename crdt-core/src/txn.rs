@@ -147,7 +147,7 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
             }
         }
         if given.is_empty() {
-            return Err(InvalidOp::Malformed("an insert writes at least one field").into());
+            self.push(collection, &key, "", Vec::new(), Payload::Create)?;
         }
         for (name, value) in given {
             let kind = schema.field_named(name).map(|f| f.kind().clone());

@@ -75,6 +75,22 @@ fn a_failed_transaction_undoes_its_text_edits() {
 }
 
 #[test]
+fn a_record_can_be_created_without_field_values() {
+    let clock = ManualClock::new(START_MS);
+    let (mut a, mut b) = (replica(&clock, 1), replica(&clock, 2));
+    a.transact(|tx| {
+        tx.insert("notes", Some("n"), [])?;
+        tx.insert_text("notes", "n", "body", 0, "only text")
+    })
+    .unwrap();
+    let ops = a.ops_since(&VersionVector::new()).unwrap();
+    assert!(matches!(ops[0].payload, Payload::Create));
+    sync(&a, &mut b);
+    assert_eq!(body(&b), "only text");
+    assert!(b.get("notes", "n").unwrap().is_some());
+}
+
+#[test]
 fn list_values_are_type_checked_and_positions_bounded() {
     let clock = ManualClock::new(START_MS);
     let mut r = replica(&clock, 1);

@@ -4,16 +4,33 @@
 //! committed at once; peers compare Merkle trees of their op logs and exchange only the missing
 //! operations. This is the one crate an application adds: it re-exports the pieces below.
 //!
-//! What exists so far is the hybrid logical clock:
+//! - [`hlc`]: the hybrid logical clock.
+//! - [`crdt_core`]: ops, field types (registers, counters, sets, text, lists), schema and
+//!   conflict policies, the [`Replica`], storage.
 //!
 //! ```
-//! use weft::hlc::{ClockedHlc, Config, SystemClock};
+//! use weft::{Collection, Field, MemoryStorage, Replica, Schema};
+//! use weft::hlc::SystemClock;
+//! use rand::SeedableRng;
 //!
-//! let mut clock = ClockedHlc::new(SystemClock, Config::default());
-//! let first = clock.now()?;
-//! assert!(clock.now()? > first);
-//! # Ok::<(), weft::hlc::ClockExhausted>(())
+//! let schema = Schema::new(1).collection(Collection::new("docs").field(Field::text("body")))?;
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+//! let mut a = Replica::open(MemoryStorage::new(), SystemClock, schema.clone(), &mut rng)?;
+//! let mut b = Replica::open(MemoryStorage::new(), SystemClock, schema, &mut rng)?;
+//! a.transact(|tx| {
+//!     tx.insert("docs", Some("readme"), [])?;
+//!     tx.insert_text("docs", "readme", "body", 0, "hello")
+//! })?;
+//! b.apply_remote(a.ops_since(b.version_vector())?)?;
+//! assert_eq!(a.text("docs", "readme", "body")?, b.text("docs", "readme", "body")?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub use crdt_core;
+pub use crdt_core::{
+    Anchor, Cmp, Collection, ConflictPolicy, Event, Field, FieldValue, MemoryStorage, Op, OpId,
+    Order, Query, Replica, ReplicaId, Row, ScalarType, Schema, Side, Storage, Unit, Value,
+    VersionVector,
+};
 pub use hlc;
 pub use hlc::{Clock, ClockedHlc, Hlc, SystemClock, Timestamp};
