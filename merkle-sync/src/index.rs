@@ -1,0 +1,372 @@
+//! The Merkle index over a log's op ids, one tree per collection, and sync scopes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crdt_core::{Op, OpId, ReplicaId, VersionVector};
+use hlc::Timestamp;
+
+use crate::sketch::{self, Symbol};
+use crate::trie::{Key, Trie};
+
+/// A 32-byte blake3 digest: of one op's encoding, of a range of ops, or of a scope's root.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
+/// The digest of one op: blake3 of its encoding ([`crdt_core::codec::encode_op`]), which
+/// covers its id, so it is also the op's leaf digest in the index.
+pub fn op_digest(op: &Op) -> Digest {
+    Digest(*blake3::hash(&crdt_core::codec::encode_op(op)).as_bytes())
+}
+
+/// The collections a session may exchange: nothing outside is offered, not even an id or a
+/// digest that covers it. Sorted and without duplicates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    names: Vec<String>,
+}
+
+impl Scope {
+    /// The scope of these collections.
+    pub fn new<I, S>(collections: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut names: Vec<String> = collections.into_iter().map(Into::into).collect();
+        names.sort();
+        names.dedup();
+        Self { names }
+    }
+
+    /// Whether `collection` is in scope.
+    pub fn contains(&self, collection: &str) -> bool {
+        self.names
+            .binary_search_by(|n| n.as_str().cmp(collection))
+            .is_ok()
+    }
+
+    /// The collections, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// 16 bytes that both sides compare in the first flight: blake3 of the sorted names.
+    pub fn digest(&self) -> [u8; 16] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"weft-sync/1 scope\0");
+        for n in &self.names {
+            h.update(&(n.len() as u64).to_le_bytes());
+            h.update(n.as_bytes());
+        }
+        let mut out = [0; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
+}
+
+/// Sketch symbols cached per collection, at most (1 MiB of symbols).
+const MAX_CACHED_SYMBOLS: usize = 1 << 15;
+
+fn cache_target(n: u64) -> usize {
+    usize::try_from(n / 16)
+        .unwrap_or(usize::MAX)
+        .next_power_of_two()
+        .clamp(64, MAX_CACHED_SYMBOLS)
+}
+
+#[derive(Clone, Debug, Default)]
+struct CollectionIndex {
+    trie: Trie,
+    frontier: VersionVector,
+    /// The first symbols of the collection's difference sketch, kept up to date on insert.
+    sketch: Vec<Symbol>,
+}
+
+impl CollectionIndex {
+    fn rebuild_sketch(&mut self) {
+        let mut s = vec![Symbol::default(); cache_target(self.trie.len())];
+        self.trie.for_each_from(&[0; 16], |k, _| {
+            sketch::add_item(&mut s, 0, k, 1);
+            true
+        });
+        self.sketch = s;
+    }
+
+    /// Ids not covered by `vv`, in order.
+    fn above(&self, vv: &VersionVector) -> Vec<Key> {
+        let mut start: Option<Timestamp> = None;
+        let mut any = false;
+        for (replica, ts) in self.frontier.iter() {
+            let theirs = vv.get(replica);
+            if theirs.is_none_or(|t| t < ts) {
+                any = true;
+            }
+            let from = theirs.unwrap_or(Timestamp::from_u64(0));
+            start = Some(start.map_or(from, |s| s.min(from)));
+        }
+        let mut out = Vec::new();
+        let Some(start) = start.filter(|_| any) else {
+            return out;
+        };
+        let start = OpId::new(start, ReplicaId::new(0)).to_bytes();
+        self.trie.for_each_from(&start, |k, _| {
+            if !vv.covers(OpId::from_bytes(*k)) {
+                out.push(*k);
+            }
+            true
+        });
+        out
+    }
+}
+
+/// The Merkle index of an op log: for each collection, a tree over its op ids in `OpId` order
+/// whose shape depends only on the set (a crit-bit trie over the 16 sortable id bytes), with
+/// blake3 digests, the collection's frontier and the first symbols of its difference sketch.
+///
+/// The application keeps it beside its log and inserts every op that the log stores, from
+/// local writes and from sync alike ([`Index::insert_op`]); sessions read it on every call.
+/// Inserting costs O(log n) hashes; any range digest is O(log n).
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    collections: BTreeMap<String, CollectionIndex>,
+    len: u64,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Indexes every op `ops` yields (for instance a store's scan), in bulk.
+    pub fn from_ops<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Self {
+        let mut index = Self::new();
+        index.extend(
+            ops.into_iter()
+                .map(|op| (op.collection.as_str(), op.id, op_digest(op))),
+        );
+        index
+    }
+
+    /// Indexes the op `id` of `collection` with its digest ([`op_digest`]). Returns false if it
+    /// was already indexed.
+    pub fn insert(&mut self, collection: &str, id: OpId, digest: Digest) -> bool {
+        let c = self.collection_mut(collection);
+        let key = id.to_bytes();
+        if !c.trie.insert(key, digest.0, true) {
+            return false;
+        }
+        c.frontier.observe(id);
+        if cache_target(c.trie.len()) > c.sketch.len() {
+            c.rebuild_sketch();
+        } else {
+            sketch::add_item(&mut c.sketch, 0, &key, 1);
+        }
+        self.len += 1;
+        true
+    }
+
+    /// Indexes a stored op. Returns false if it was already indexed.
+    pub fn insert_op(&mut self, op: &Op) -> bool {
+        self.insert(&op.collection, op.id, op_digest(op))
+    }
+
+    /// Indexes many ops at once: digests and sketches are brought up to date once at the end.
+    pub fn extend<'a>(&mut self, entries: impl IntoIterator<Item = (&'a str, OpId, Digest)>) {
+        let mut touched = Vec::new();
+        for (collection, id, digest) in entries {
+            let c = self.collection_mut(collection);
+            if c.trie.insert(id.to_bytes(), digest.0, false) {
+                c.frontier.observe(id);
+                self.len += 1;
+                if touched.last().is_none_or(|t: &String| t != collection) {
+                    touched.push(collection.to_owned());
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for name in touched {
+            if let Some(c) = self.collections.get_mut(&name) {
+                c.trie.refresh();
+                c.rebuild_sketch();
+            }
+        }
+    }
+
+    fn collection_mut(&mut self, collection: &str) -> &mut CollectionIndex {
+        if !self.collections.contains_key(collection) {
+            self.collections
+                .insert(collection.to_owned(), CollectionIndex::default());
+        }
+        self.collections
+            .get_mut(collection)
+            .expect("inserted just above")
+    }
+
+    /// Ops indexed, in every collection.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether op `id` of `collection` is indexed.
+    pub fn contains(&self, collection: &str, id: OpId) -> bool {
+        self.collections
+            .get(collection)
+            .is_some_and(|c| c.trie.contains(&id.to_bytes()))
+    }
+
+    /// The collection in `scope` that holds `id`, if any.
+    pub fn find<'a>(&self, scope: &'a Scope, id: OpId) -> Option<&'a str> {
+        let key = id.to_bytes();
+        scope.iter().find(|name| {
+            self.collections
+                .get(*name)
+                .is_some_and(|c| c.trie.contains(&key))
+        })
+    }
+
+    /// The digest and count of the ops of `collection` whose id bytes start with the first
+    /// `bits` bits of `prefix` (`bits` at most 128): the root of the canonical tree of that
+    /// range, found in O(log n). `None` when the range is empty.
+    pub fn range_digest(
+        &self,
+        collection: &str,
+        prefix: [u8; 16],
+        bits: u8,
+    ) -> Option<(Digest, u64)> {
+        let c = self.collections.get(collection)?;
+        c.trie
+            .range(&prefix, bits.min(128))
+            .map(|(d, n)| (Digest(d), n))
+    }
+
+    /// Ops in scope.
+    pub fn count(&self, scope: &Scope) -> u64 {
+        self.in_scope(scope).map(|(_, c)| c.trie.len()).sum()
+    }
+
+    /// The root digest of the ops in scope: blake3 over each non-empty collection's name,
+    /// count and tree root. Equal sets give equal roots, whatever the order of arrival.
+    pub fn root(&self, scope: &Scope) -> Digest {
+        self.root_with(scope, |_, c| c.trie.root())
+    }
+
+    /// The frontier of the ops in scope.
+    pub fn frontier(&self, scope: &Scope) -> VersionVector {
+        let mut vv = VersionVector::new();
+        for (_, c) in self.in_scope(scope) {
+            vv.join(&c.frontier);
+        }
+        vv
+    }
+
+    fn in_scope<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> impl Iterator<Item = (&'a str, &'a CollectionIndex)> {
+        scope
+            .iter()
+            .filter_map(|n| self.collections.get(n).map(|c| (n, c)))
+    }
+
+    fn root_with(
+        &self,
+        scope: &Scope,
+        mut root: impl FnMut(&str, &CollectionIndex) -> Option<([u8; 32], u64)>,
+    ) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"weft-sync/1 root\0");
+        for (name, c) in self.in_scope(scope) {
+            if let Some((digest, count)) = root(name, c) {
+                h.update(&(name.len() as u64).to_le_bytes());
+                h.update(name.as_bytes());
+                h.update(&count.to_le_bytes());
+                h.update(&digest);
+            }
+        }
+        Digest(*h.finalize().as_bytes())
+    }
+
+    /// The ops in scope that `vv` does not cover, by collection, each list in id order.
+    pub(crate) fn above(&self, scope: &Scope, vv: &VersionVector) -> Vec<(String, Vec<Key>)> {
+        self.in_scope(scope)
+            .map(|(n, c)| (n.to_owned(), c.above(vv)))
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect()
+    }
+
+    /// The root the scope would have without `excluded` (as [`Index::above`] returns it).
+    pub(crate) fn root_without(&self, scope: &Scope, excluded: &[(String, Vec<Key>)]) -> Digest {
+        self.root_with(scope, |name, c| {
+            let ex = excluded
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(&[][..], |(_, k)| k.as_slice());
+            let (_, count) = c.trie.root()?;
+            let digest = c.trie.root_without(ex)?;
+            Some((digest, count - ex.len() as u64))
+        })
+    }
+
+    /// Symbols `start..start + len` of the sketch of the ops in scope that `cut` covers.
+    pub(crate) fn sketch(
+        &self,
+        scope: &Scope,
+        cut: &VersionVector,
+        start: u64,
+        len: usize,
+    ) -> Vec<Symbol> {
+        let mut out = vec![Symbol::default(); len];
+        let end = start.saturating_add(len as u64);
+        for (_, c) in self.in_scope(scope) {
+            if end <= c.sketch.len() as u64 {
+                let cached = &c.sketch[start as usize..end as usize];
+                for (o, s) in out.iter_mut().zip(cached) {
+                    *o = o.plus(s);
+                }
+            } else {
+                c.trie.for_each_from(&[0; 16], |k, _| {
+                    sketch::add_item(&mut out, start, k, 1);
+                    true
+                });
+            }
+            for k in c.above(cut) {
+                sketch::add_item(&mut out, start, &k, -1);
+            }
+        }
+        out
+    }
+}
+
+/// The pointwise minimum of two frontiers: what both certainly cover.
+pub(crate) fn meet(a: &VersionVector, b: &VersionVector) -> VersionVector {
+    a.iter()
+        .filter_map(|(r, ts)| b.get(r).map(|t| OpId::new(ts.min(t), r)))
+        .fold(VersionVector::new(), |mut vv, id| {
+            vv.observe(id);
+            vv
+        })
+}

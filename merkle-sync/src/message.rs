@@ -1,0 +1,352 @@
+//! The wire messages and their byte codec (`docs/wire-format.md`, "Sync messages").
+//!
+//! Decoding takes untrusted bytes: every count is checked against the bytes that remain
+//! before anything is allocated for it, and nothing panics.
+
+use crdt_core::{Op, OpId, ReplicaId, VersionVector};
+use hlc::Timestamp;
+
+use crate::index::Digest;
+use crate::sketch::Symbol;
+
+/// The sync protocol's version, the second byte of a Hello.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Messages larger than this are refused before decoding: 8 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// Replicas a frontier may name.
+pub const MAX_FRONTIER_REPLICAS: usize = 1 << 16;
+
+const TAG_HELLO: u8 = 1;
+const TAG_STATUS: u8 = 2;
+const TAG_SKETCH: u8 = 3;
+const TAG_MORE: u8 = 4;
+const TAG_WANT: u8 = 5;
+const TAG_OPS: u8 = 6;
+
+/// The smallest encoding of one symbol: a one-byte count, the key and the checksum.
+const MIN_SYMBOL_BYTES: usize = 1 + 16 + 8;
+
+/// Bytes from a peer that are not a valid message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// The message is empty.
+    #[error("empty message")]
+    Empty,
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {0} bytes is larger than the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// The first byte names no message.
+    #[error("unknown message tag {0}")]
+    UnknownTag(u8),
+    /// The peer speaks another protocol version.
+    #[error("unknown sync protocol version {0} (this build speaks {PROTOCOL_VERSION})")]
+    UnknownVersion(u8),
+    /// The message ends early.
+    #[error("message truncated")]
+    Truncated,
+    /// A varint is longer than 64 bits.
+    #[error("varint overflows 64 bits")]
+    Overflow,
+    /// A count is larger than its cap or than the bytes left could hold.
+    #[error("{what}: count {count} is too large")]
+    TooMany {
+        /// What was counted.
+        what: &'static str,
+        /// The count given.
+        count: u64,
+    },
+    /// Bytes are left after the message.
+    #[error("{0} unexpected bytes after the message")]
+    Trailing(usize),
+    /// The ops of an ops frame do not decode.
+    #[error("bad ops frame: {0}")]
+    Ops(#[from] crdt_core::codec::DecodeError),
+}
+
+/// The first flight: what a side holds in scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub(crate) scope: [u8; 16],
+    pub(crate) epoch: u64,
+    pub(crate) root: Digest,
+    pub(crate) count: u64,
+    pub(crate) frontier: VersionVector,
+}
+
+/// One message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// First flight, and each restart of a round.
+    Hello(Hello),
+    /// The sender's root changed (it applied ops).
+    Status { root: Digest, count: u64 },
+    /// Symbols `start..start + symbols.len()` of the sender's sketch of the ops `cut` covers;
+    /// `end` is where this batch of chunks stops.
+    Sketch {
+        id: u64,
+        cut: VersionVector,
+        start: u64,
+        end: u64,
+        symbols: Vec<Symbol>,
+    },
+    /// A request for symbols `start..start + len` of sketch `id`.
+    More { id: u64, start: u64, len: u64 },
+    /// A request for these ops.
+    Want { ids: Vec<OpId> },
+    /// Ops, in id order.
+    Ops(Vec<Op>),
+}
+
+impl Message {
+    /// The encoding.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Self::Hello(h) => {
+                out.extend([TAG_HELLO, PROTOCOL_VERSION]);
+                out.extend_from_slice(&h.scope);
+                varint(&mut out, h.epoch);
+                out.extend_from_slice(h.root.as_bytes());
+                varint(&mut out, h.count);
+                frontier(&mut out, &h.frontier);
+            }
+            Self::Status { root, count } => {
+                out.push(TAG_STATUS);
+                out.extend_from_slice(root.as_bytes());
+                varint(&mut out, *count);
+            }
+            Self::Sketch {
+                id,
+                cut,
+                start,
+                end,
+                symbols,
+            } => {
+                out.push(TAG_SKETCH);
+                varint(&mut out, *id);
+                frontier(&mut out, cut);
+                varint(&mut out, *start);
+                varint(&mut out, *end);
+                varint(&mut out, symbols.len() as u64);
+                for s in symbols {
+                    varint(&mut out, zigzag(s.count));
+                    out.extend_from_slice(&s.key);
+                    out.extend_from_slice(&s.check.to_be_bytes());
+                }
+            }
+            Self::More { id, start, len } => {
+                out.push(TAG_MORE);
+                varint(&mut out, *id);
+                varint(&mut out, *start);
+                varint(&mut out, *len);
+            }
+            Self::Want { ids } => {
+                out.push(TAG_WANT);
+                varint(&mut out, ids.len() as u64);
+                for id in ids {
+                    out.extend_from_slice(&id.to_bytes());
+                }
+            }
+            Self::Ops(ops) => {
+                out.push(TAG_OPS);
+                out.extend(crdt_core::codec::encode_ops(ops));
+            }
+        }
+        out
+    }
+
+    /// Decodes one message.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge(bytes.len()));
+        }
+        let (&tag, body) = bytes.split_first().ok_or(MessageError::Empty)?;
+        let mut r = Reader(body);
+        let msg = match tag {
+            TAG_HELLO => {
+                let version = r.byte()?;
+                if version != PROTOCOL_VERSION {
+                    return Err(MessageError::UnknownVersion(version));
+                }
+                let scope = r.array::<16>()?;
+                let epoch = r.varint()?;
+                let root = Digest(r.array::<32>()?);
+                let count = r.varint()?;
+                let frontier = r.frontier()?;
+                Self::Hello(Hello {
+                    scope,
+                    epoch,
+                    root,
+                    count,
+                    frontier,
+                })
+            }
+            TAG_STATUS => Self::Status {
+                root: Digest(r.array::<32>()?),
+                count: r.varint()?,
+            },
+            TAG_SKETCH => {
+                let id = r.varint()?;
+                let cut = r.frontier()?;
+                let start = r.varint()?;
+                let end = r.varint()?;
+                let n = r.count("sketch symbols", MIN_SYMBOL_BYTES, usize::MAX)?;
+                let mut symbols = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let count = unzigzag(r.varint()?);
+                    let key = r.array::<16>()?;
+                    let check = u64::from_be_bytes(r.array::<8>()?);
+                    symbols.push(Symbol { count, key, check });
+                }
+                Self::Sketch {
+                    id,
+                    cut,
+                    start,
+                    end,
+                    symbols,
+                }
+            }
+            TAG_MORE => Self::More {
+                id: r.varint()?,
+                start: r.varint()?,
+                len: r.varint()?,
+            },
+            TAG_WANT => {
+                let n = r.count("wanted ids", 16, usize::MAX)?;
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(OpId::from_bytes(r.array::<16>()?));
+                }
+                Self::Want { ids }
+            }
+            TAG_OPS => {
+                let ops = crdt_core::codec::decode_ops(r.0)?;
+                r.0 = &[];
+                Self::Ops(ops)
+            }
+            other => return Err(MessageError::UnknownTag(other)),
+        };
+        if !r.0.is_empty() {
+            return Err(MessageError::Trailing(r.0.len()));
+        }
+        Ok(msg)
+    }
+}
+
+/// Builds an ops frame from ops already encoded one by one ([`crdt_core::codec::encode_op`]
+/// without its version byte), so that a frame can be filled up to a size.
+pub(crate) fn ops_frame(count: usize, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend([TAG_OPS, crdt_core::codec::FORMAT_VERSION]);
+    varint(&mut out, count as u64);
+    out.extend_from_slice(body);
+    out
+}
+
+fn frontier(out: &mut Vec<u8>, vv: &VersionVector) {
+    varint(out, vv.len() as u64);
+    for (replica, ts) in vv.iter() {
+        out.extend_from_slice(&replica.as_u64().to_be_bytes());
+        out.extend_from_slice(&ts.to_bytes());
+    }
+}
+
+/// Appends `v` as a LEB128 varint.
+pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, MessageError> {
+        let (&b, rest) = self.0.split_first().ok_or(MessageError::Truncated)?;
+        self.0 = rest;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], MessageError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(MessageError::Truncated)?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn varint(&mut self) -> Result<u64, MessageError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let part = u64::from(b & 0x7f);
+            if shift == 63 && part > 1 {
+                return Err(MessageError::Overflow);
+            }
+            v |= part << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(MessageError::Overflow)
+    }
+
+    /// A count of items of at least `min_bytes` each, checked against the bytes left and `cap`.
+    fn count(
+        &mut self,
+        what: &'static str,
+        min_bytes: usize,
+        cap: usize,
+    ) -> Result<usize, MessageError> {
+        let count = self.varint()?;
+        match usize::try_from(count) {
+            Ok(n) if n <= cap && n.saturating_mul(min_bytes) <= self.0.len() => Ok(n),
+            _ => Err(MessageError::TooMany { what, count }),
+        }
+    }
+
+    fn frontier(&mut self) -> Result<VersionVector, MessageError> {
+        let n = self.count("frontier replicas", 16, MAX_FRONTIER_REPLICAS)?;
+        let mut vv = VersionVector::new();
+        for _ in 0..n {
+            let replica = ReplicaId::new(u64::from_be_bytes(self.array::<8>()?));
+            let ts = Timestamp::from_bytes(self.array::<8>()?);
+            vv.observe(OpId::new(ts, replica));
+        }
+        Ok(vv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_and_reject_overflow() {
+        for v in [0, 1, 127, 128, 300, u64::MAX / 3, u64::MAX] {
+            let mut out = Vec::new();
+            varint(&mut out, v);
+            assert_eq!(Reader(&out).varint(), Ok(v));
+        }
+        assert_eq!(Reader(&[0xff; 10]).varint(), Err(MessageError::Overflow));
+        assert_eq!(Reader(&[0xff; 11]).varint(), Err(MessageError::Overflow));
+        assert_eq!(Reader(&[0x80]).varint(), Err(MessageError::Truncated));
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+}

@@ -1,0 +1,646 @@
+//! The sans-IO session: one side of a sync with one peer.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crdt_core::{Op, OpId, VersionVector};
+
+use crate::index::{Digest, Index, Scope, meet};
+use crate::message::{Hello, Message, MessageError, ops_frame};
+use crate::sketch::{Decoder, Symbol};
+use crate::source::{OpSource, SourceError};
+use crate::trie::Key;
+
+/// How a session behaves. Construct with [`Config::default`] and adjust fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Ops frames are filled up to this many bytes (an op larger than this travels alone).
+    pub max_frame_bytes: usize,
+    /// Sketch symbols per message.
+    pub symbols_per_message: usize,
+    /// The most sketch symbols a session accepts or sends in one reconciliation; past it the
+    /// session fails with [`SessionError::SketchFailed`].
+    pub max_sketch_symbols: u64,
+    /// Time without progress before a round restarts, in the caller's time unit (ms).
+    pub retransmit_after: u64,
+    /// Rounds restarted in a row without progress before the session gives up.
+    pub max_retries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 << 10,
+            symbols_per_message: 2048,
+            max_sketch_symbols: 1 << 20,
+            retransmit_after: 1000,
+            max_retries: 8,
+        }
+    }
+}
+
+/// What a session tells the application.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Ops from the peer, in id order. Apply them to the log (e.g. `Replica::apply_remote`) and
+    /// insert every op the log then stores into the [`Index`]; the session sees the index on
+    /// its next call.
+    Ops(Vec<Op>),
+    /// Both sides hold the same ops in scope (as far as this side knows). The session keeps
+    /// answering the peer until it is dropped.
+    Synced,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The peer sent bytes that are not a message.
+    #[error("malformed message from the peer: {0}")]
+    Message(#[from] MessageError),
+    /// The peer syncs another set of collections.
+    #[error("the peer's scope differs from ours")]
+    ScopeMismatch,
+    /// The peer sent an op outside the scope.
+    #[error("the peer sent an op of collection {0:?}, outside the scope")]
+    OutOfScope(String),
+    /// The peer's sketch did not decode within [`Config::max_sketch_symbols`].
+    #[error("the set-difference sketch did not decode within the symbol budget")]
+    SketchFailed,
+    /// Rounds kept timing out without progress.
+    #[error("no progress after {0} retransmissions")]
+    TimedOut(u32),
+    /// The log could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The index holds an op the log does not.
+    #[error("op {0} is indexed but not in the log")]
+    Missing(OpId),
+    /// The session already failed.
+    #[error("the session has failed")]
+    Closed,
+}
+
+/// Counters of what a session did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages handed out by [`Session::poll_transmit`].
+    pub messages_sent: u64,
+    /// Their bytes.
+    pub bytes_sent: u64,
+    /// Ops sent.
+    pub ops_sent: u64,
+    /// Ops received (duplicates included).
+    pub ops_received: u64,
+    /// Rounds restarted after a timeout.
+    pub retransmits: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Active,
+    Synced,
+    Failed,
+}
+
+struct Decoding {
+    id: u64,
+    /// Our root when decoding began: the local symbols of later chunks must be of this set.
+    local_root: Digest,
+    cut: VersionVector,
+    end: u64,
+    decoder: Decoder,
+    /// Chunks that arrived ahead of a gap, by start.
+    stash: BTreeMap<u64, Vec<Symbol>>,
+    /// The start of the last gap asked for again.
+    requested: u64,
+}
+
+impl Decoding {
+    /// A request for the first missing symbols, unless it was just asked for.
+    fn gap_request(&mut self, force: bool) -> Option<Message> {
+        let have = self.decoder.len();
+        let upto = self.stash.keys().next().copied().unwrap_or(self.end);
+        if upto <= have || (!force && self.requested == have) {
+            return None;
+        }
+        self.requested = have;
+        Some(Message::More {
+            id: self.id,
+            start: have,
+            len: upto - have,
+        })
+    }
+}
+
+/// One side of a sync with one peer: a state machine with no IO, in the style of
+/// quinn-proto's `Connection`.
+///
+/// - Inputs: [`Session::handle_message`] (bytes from the peer), [`Session::handle_timeout`].
+/// - Outputs: [`Session::poll_transmit`] (bytes for the peer), [`Session::poll_event`],
+///   [`Session::poll_timeout`] (when to call `handle_timeout`).
+/// - Getters: [`Session::is_synced`], [`Session::stats`].
+///
+/// Every input and output takes the caller's [`Index`] (and the [`OpSource`] where ops are
+/// read), so the session always sees the log as it is now, including ops applied from other
+/// sessions or written locally. Time is an argument (`now`, in ms); nothing is random.
+pub struct Session {
+    scope: Scope,
+    scope_digest: [u8; 16],
+    config: Config,
+    state: State,
+    epoch: u64,
+    peer_epoch: u64,
+    peer_root: Option<Digest>,
+    announced: Digest,
+    control: VecDeque<Vec<u8>>,
+    outgoing: BTreeSet<OpId>,
+    events: VecDeque<Event>,
+    deadline: Option<u64>,
+    backoff: u64,
+    retries: u32,
+    progress_mark: (Digest, Option<Digest>),
+    next_sketch_id: u64,
+    /// The sketch we send: id, cut, and our root when it began.
+    sketch_out: Option<(u64, VersionVector, Digest)>,
+    decoding: Option<Decoding>,
+    sketch_failures: u32,
+    stats: Stats,
+}
+
+impl Session {
+    /// Starts a session over `scope` (the collections both sides may exchange) and queues the
+    /// first flight.
+    pub fn new(now: u64, scope: Scope, config: Config, index: &Index) -> Self {
+        let root = index.root(&scope);
+        let mut s = Self {
+            scope_digest: scope.digest(),
+            scope,
+            backoff: config.retransmit_after.max(1),
+            config,
+            state: State::Active,
+            epoch: 0,
+            peer_epoch: 0,
+            peer_root: None,
+            announced: root,
+            control: VecDeque::new(),
+            outgoing: BTreeSet::new(),
+            events: VecDeque::new(),
+            deadline: None,
+            retries: 0,
+            progress_mark: (root, None),
+            next_sketch_id: 1,
+            sketch_out: None,
+            decoding: None,
+            sketch_failures: 0,
+            stats: Stats::default(),
+        };
+        s.send_hello(now, index);
+        s
+    }
+
+    /// Whether both sides hold the same ops in scope, as far as this side knows.
+    pub fn is_synced(&self) -> bool {
+        self.state == State::Synced
+    }
+
+    /// What the session did so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Handles one message from the peer. An error ends the session.
+    pub fn handle_message(
+        &mut self,
+        now: u64,
+        bytes: &[u8],
+        index: &Index,
+    ) -> Result<(), SessionError> {
+        if self.state == State::Failed {
+            return Err(SessionError::Closed);
+        }
+        let result = Message::decode(bytes)
+            .map_err(SessionError::from)
+            .and_then(|msg| self.dispatch(now, msg, index));
+        self.finish(result, index)
+    }
+
+    /// Handles the timer returned by [`Session::poll_timeout`]: restarts the round with a new
+    /// first flight, so that lost messages are recovered without starting over (everything
+    /// already exchanged is in both indexes).
+    pub fn handle_timeout(&mut self, now: u64, index: &Index) -> Result<(), SessionError> {
+        if self.state == State::Failed {
+            return Err(SessionError::Closed);
+        }
+        if self.state != State::Active || self.deadline.is_none_or(|d| now < d) {
+            return Ok(());
+        }
+        let mark = (index.root(&self.scope), self.peer_root);
+        if mark == self.progress_mark {
+            self.retries += 1;
+        } else {
+            self.retries = 1;
+            self.progress_mark = mark;
+        }
+        if self.retries > self.config.max_retries {
+            let e = SessionError::TimedOut(self.config.max_retries);
+            return self.finish(Err(e), index);
+        }
+        self.stats.retransmits += 1;
+        self.backoff = self.backoff.saturating_mul(2).min(60_000);
+        // A sketch that stalled on lost chunks asks for the rest; anything else restarts the
+        // round.
+        let gap = match self.decoding.as_mut() {
+            Some(d) if self.retries <= 1 => d.gap_request(true),
+            _ => None,
+        };
+        if let Some(m) = gap {
+            self.send(&m);
+            self.deadline = Some(now.saturating_add(self.backoff));
+        } else {
+            self.decoding = None;
+            self.send_hello(now, index);
+        }
+        Ok(())
+    }
+
+    /// The next message for the peer, if any: control messages first, then ops frames of at
+    /// most [`Config::max_frame_bytes`], in id order.
+    pub fn poll_transmit(
+        &mut self,
+        _now: u64,
+        index: &Index,
+        source: &impl OpSource,
+    ) -> Result<Option<Vec<u8>>, SessionError> {
+        if self.state == State::Failed {
+            return Err(SessionError::Closed);
+        }
+        if self.control.is_empty() && !self.outgoing.is_empty() {
+            let frame = self.ops_frame(source);
+            let frame = self.finish(frame, index)?;
+            self.count_sent(&frame);
+            return Ok(Some(frame));
+        }
+        self.check_done(index);
+        let msg = self.control.pop_front();
+        if let Some(m) = &msg {
+            self.count_sent(m);
+        }
+        Ok(msg)
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Session::handle_timeout`], if the session waits for anything.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.state {
+            State::Active => self.deadline,
+            _ => None,
+        }
+    }
+
+    fn count_sent(&mut self, m: &[u8]) {
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += m.len() as u64;
+    }
+
+    fn finish<T>(&mut self, r: Result<T, SessionError>, index: &Index) -> Result<T, SessionError> {
+        match r {
+            Ok(v) => {
+                self.check_done(index);
+                Ok(v)
+            }
+            Err(e) => {
+                self.state = State::Failed;
+                self.control.clear();
+                self.outgoing.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn send_hello(&mut self, now: u64, index: &Index) {
+        self.epoch += 1;
+        let root = index.root(&self.scope);
+        self.announced = root;
+        self.control.push_back(
+            Message::Hello(Hello {
+                scope: self.scope_digest,
+                epoch: self.epoch,
+                root,
+                count: index.count(&self.scope),
+                frontier: index.frontier(&self.scope),
+            })
+            .encode(),
+        );
+        self.deadline = Some(now.saturating_add(self.backoff));
+    }
+
+    fn send(&mut self, msg: &Message) {
+        self.control.push_back(msg.encode());
+    }
+
+    fn dispatch(&mut self, now: u64, msg: Message, index: &Index) -> Result<(), SessionError> {
+        if self.state == State::Active {
+            self.deadline = Some(now.saturating_add(self.backoff));
+        }
+        match msg {
+            Message::Hello(h) => self.on_hello(now, h, index),
+            Message::Status { root, .. } => {
+                self.peer_root = Some(root);
+                if self.state == State::Synced && root != index.root(&self.scope) {
+                    // The peer moved on since we agreed: start a round.
+                    self.state = State::Active;
+                    self.send_hello(now, index);
+                }
+                Ok(())
+            }
+            Message::Sketch {
+                id,
+                cut,
+                start,
+                end,
+                symbols,
+            } => self.on_sketch(now, id, cut, start, end, &symbols, index),
+            Message::More { id, start, len } => {
+                let Some((sid, cut, at)) = self.sketch_out.clone().filter(|s| s.0 == id) else {
+                    return Ok(());
+                };
+                if start.saturating_add(len) > self.config.max_sketch_symbols {
+                    return Err(SessionError::SketchFailed);
+                }
+                if at != index.root(&self.scope) {
+                    // Our log changed since the sketch began: its symbols would not add up.
+                    self.sketch_out = None;
+                    self.send_hello(now, index);
+                } else {
+                    self.send_sketch(sid, &cut, start, start + len, index);
+                }
+                Ok(())
+            }
+            Message::Want { ids } => {
+                for id in ids {
+                    if index.find(&self.scope, id).is_some() {
+                        self.outgoing.insert(id);
+                    }
+                }
+                Ok(())
+            }
+            Message::Ops(ops) => {
+                if let Some(op) = ops.iter().find(|op| !self.scope.contains(&op.collection)) {
+                    return Err(SessionError::OutOfScope(op.collection.clone()));
+                }
+                self.stats.ops_received += ops.len() as u64;
+                if !ops.is_empty() {
+                    self.events.push_back(Event::Ops(ops));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_hello(&mut self, now: u64, h: Hello, index: &Index) -> Result<(), SessionError> {
+        if h.scope != self.scope_digest {
+            return Err(SessionError::ScopeMismatch);
+        }
+        if h.epoch <= self.peer_epoch {
+            return Ok(()); // duplicated or overtaken
+        }
+        self.peer_epoch = h.epoch;
+        self.peer_root = Some(h.root);
+        let root = index.root(&self.scope);
+        if h.root == root {
+            if h.epoch > 1 {
+                // The peer restarted a round: it may not have heard that we agree.
+                self.announce(root, index);
+            }
+            return Ok(());
+        }
+        if self.state == State::Synced {
+            self.state = State::Active;
+            self.deadline = Some(now.saturating_add(self.backoff));
+        }
+        // Everything above the peer's frontier, at once.
+        let above = index.above(&self.scope, &h.frontier);
+        let pushed: u64 = above.iter().map(|(_, k)| k.len() as u64).sum();
+        self.outgoing.extend(
+            above
+                .iter()
+                .flat_map(|(_, keys)| keys.iter().map(|k| OpId::from_bytes(*k))),
+        );
+        // If the peer holds exactly what we hold below its frontier, the push completes it
+        // and we lack nothing.
+        let count = index.count(&self.scope);
+        if count - pushed == h.count && index.root_without(&self.scope, &above) == h.root {
+            self.peer_root = Some(root);
+            return Ok(());
+        }
+        if (count, root) > (h.count, h.root) {
+            // One side sends the sketch of what both frontiers cover: the one with more ops.
+            // The other cannot tell a peer that is only behind (which our push completes, so
+            // we send nothing more) from one with gaps; we can, by the check above.
+            let cut = meet(&index.frontier(&self.scope), &h.frontier);
+            let estimate = (count - pushed).abs_diff(h.count);
+            let len = estimate
+                .saturating_mul(2)
+                .saturating_add(64)
+                .min(self.config.max_sketch_symbols);
+            let id = self.next_sketch_id;
+            self.next_sketch_id += 1;
+            self.sketch_out = Some((id, cut.clone(), root));
+            self.send_sketch(id, &cut, 0, len, index);
+        } else if h.epoch > 1 {
+            // The peer restarted a round and expects our sketch's sender to hear from us: our
+            // first flight of this round may be long gone.
+            self.send_hello(now, index);
+        }
+        Ok(())
+    }
+
+    fn send_sketch(&mut self, id: u64, cut: &VersionVector, start: u64, end: u64, index: &Index) {
+        let symbols = index.sketch(&self.scope, cut, start, (end - start) as usize);
+        let per = self.config.symbols_per_message.max(1);
+        for (i, chunk) in symbols.chunks(per).enumerate() {
+            self.send(&Message::Sketch {
+                id,
+                cut: cut.clone(),
+                start: start + (i * per) as u64,
+                end,
+                symbols: chunk.to_vec(),
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the fields of one message")]
+    fn on_sketch(
+        &mut self,
+        now: u64,
+        id: u64,
+        cut: VersionVector,
+        start: u64,
+        end: u64,
+        symbols: &[Symbol],
+        index: &Index,
+    ) -> Result<(), SessionError> {
+        if self.decoding.as_ref().is_none_or(|d| d.id != id) {
+            if start != 0 {
+                return Ok(());
+            }
+            self.decoding = Some(Decoding {
+                id,
+                local_root: index.root(&self.scope),
+                cut,
+                end,
+                decoder: Decoder::default(),
+                stash: BTreeMap::new(),
+                requested: u64::MAX,
+            });
+        }
+        let Some(d) = self.decoding.as_mut() else {
+            return Ok(());
+        };
+        let len = symbols.len() as u64;
+        if end > self.config.max_sketch_symbols || end < start.saturating_add(len) {
+            return Err(SessionError::SketchFailed);
+        }
+        if start < d.decoder.len() || symbols.is_empty() {
+            return Ok(()); // a duplicate
+        }
+        d.end = d.end.max(end);
+        if start > d.decoder.len() {
+            // A chunk was lost or overtaken: keep this one and ask for the gap once.
+            let stashed: usize = d.stash.values().map(Vec::len).sum();
+            if (stashed + symbols.len()) as u64 > self.config.max_sketch_symbols {
+                return Err(SessionError::SketchFailed);
+            }
+            d.stash.insert(start, symbols.to_vec());
+            if let Some(m) = d.gap_request(false) {
+                self.send(&m);
+            }
+            return Ok(());
+        }
+        if d.local_root != index.root(&self.scope) {
+            // Our log changed while decoding: start a new round rather than mix two sets.
+            self.decoding = None;
+            self.send_hello(now, index);
+            return Ok(());
+        }
+        let mut next = Some(symbols.to_vec());
+        while let Some(chunk) = next {
+            let at = d.decoder.len();
+            let local = index.sketch(&self.scope, &d.cut, at, chunk.len());
+            if d.decoder.extend(&chunk, &local).is_err() {
+                // The peer's symbols do not add up (its log changed, or it is hostile).
+                self.sketch_failures += 1;
+                if self.sketch_failures > self.config.max_retries {
+                    return Err(SessionError::SketchFailed);
+                }
+                self.decoding = None;
+                self.send_hello(now, index);
+                return Ok(());
+            }
+            let at = d.decoder.len();
+            d.stash.retain(|&k, _| k >= at);
+            next = d.stash.remove(&at);
+        }
+        let gap = if d.stash.is_empty() {
+            None
+        } else {
+            d.gap_request(false)
+        };
+        if let Some(m) = gap {
+            self.send(&m);
+            return Ok(());
+        }
+        let Some(d) = self.decoding.as_mut() else {
+            return Ok(());
+        };
+        if d.decoder.is_done() {
+            let Some(d) = self.decoding.take() else {
+                return Ok(());
+            };
+            let mut want: Vec<OpId> = d
+                .decoder
+                .remote_only
+                .iter()
+                .map(|k: &Key| OpId::from_bytes(*k))
+                .filter(|id| index.find(&self.scope, *id).is_none())
+                .collect();
+            want.sort();
+            for chunk in want.chunks(self.config.max_frame_bytes / 16 + 1) {
+                self.send(&Message::Want {
+                    ids: chunk.to_vec(),
+                });
+            }
+            for k in &d.decoder.local_only {
+                let id = OpId::from_bytes(*k);
+                if index.find(&self.scope, id).is_some() {
+                    self.outgoing.insert(id);
+                }
+            }
+        } else if d.decoder.len() == d.end && d.stash.is_empty() {
+            let start = d.end;
+            let more = start.min(self.config.max_sketch_symbols.saturating_sub(start));
+            if more == 0 {
+                return Err(SessionError::SketchFailed);
+            }
+            self.send(&Message::More {
+                id,
+                start,
+                len: more,
+            });
+        }
+        Ok(())
+    }
+
+    fn ops_frame(&mut self, source: &impl OpSource) -> Result<Vec<u8>, SessionError> {
+        let mut body = Vec::new();
+        let mut count = 0;
+        while let Some(&id) = self.outgoing.first() {
+            let op = source.op(id)?.ok_or(SessionError::Missing(id))?;
+            let encoded = crdt_core::codec::encode_op(&op);
+            let bytes = encoded.get(1..).unwrap_or_default();
+            if count > 0 && body.len() + bytes.len() > self.config.max_frame_bytes {
+                break;
+            }
+            body.extend_from_slice(bytes);
+            count += 1;
+            self.outgoing.pop_first();
+        }
+        self.stats.ops_sent += count as u64;
+        Ok(ops_frame(count, &body))
+    }
+
+    fn announce(&mut self, root: Digest, index: &Index) {
+        self.announced = root;
+        self.send(&Message::Status {
+            root,
+            count: index.count(&self.scope),
+        });
+    }
+
+    fn check_done(&mut self, index: &Index) {
+        if self.state == State::Failed || !self.outgoing.is_empty() {
+            return;
+        }
+        let root = index.root(&self.scope);
+        if root != self.announced {
+            self.announce(root, index);
+        }
+        if self.peer_root == Some(root) && self.state == State::Active {
+            self.state = State::Synced;
+            self.deadline = None;
+            self.events.push_back(Event::Synced);
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! A crit-bit Merkle trie over 16-byte keys (sortable `OpId` bytes).
+//!
+//! The shape is a function of the set of keys alone: an inner node exists exactly where two
+//! keys first differ, at that bit, so equal sets give equal digests whatever the insertion
+//! order. A leaf's digest is the op digest it was given; an inner node's is
+//! `blake3(0x01 ‖ bit ‖ left ‖ right)`. Depth is bounded by the key width (128 bits) and is
+//! about `log2 n` for keys spread like timestamps.
+
+/// A 32-byte blake3 digest.
+pub(crate) type Hash = [u8; 32];
+
+/// A trie key: the 16 sortable bytes of an `OpId`.
+pub(crate) type Key = [u8; 16];
+
+/// A child reference: leaves have the top bit set.
+type Ref = u32;
+const LEAF: Ref = 1 << 31;
+const NONE: Ref = u32::MAX;
+
+/// Bit `i` (0 = most significant) of `key`.
+pub(crate) fn bit(key: &Key, i: u8) -> usize {
+    usize::from((key[usize::from(i / 8)] >> (7 - i % 8)) & 1)
+}
+
+/// The first bit where `a` and `b` differ, or `None` when they are equal.
+fn crit_bit(a: &Key, b: &Key) -> Option<u8> {
+    let (x, y) = (u128::from_be_bytes(*a), u128::from_be_bytes(*b));
+    let diff = x ^ y;
+    // At most 127, so the cast is lossless.
+    (diff != 0).then(|| diff.leading_zeros() as u8)
+}
+
+/// Whether `a` and `b` agree on their first `bits` bits.
+pub(crate) fn same_prefix(a: &Key, b: &Key, bits: u8) -> bool {
+    crit_bit(a, b).is_none_or(|c| c >= bits)
+}
+
+/// The digest of an inner node.
+fn inner_digest(bit: u8, left: &Hash, right: &Hash) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(&[1, bit]);
+    h.update(left);
+    h.update(right);
+    *h.finalize().as_bytes()
+}
+
+#[derive(Clone, Debug)]
+struct Leaf {
+    key: Key,
+    digest: Hash,
+}
+
+#[derive(Clone, Debug)]
+struct Inner {
+    digest: Hash,
+    count: u64,
+    /// A leaf below, whose key carries the shared prefix.
+    any_leaf: u32,
+    children: [Ref; 2],
+    bit: u8,
+    dirty: bool,
+}
+
+/// The trie. Nodes live in two arenas; nothing is ever removed (the log only grows).
+#[derive(Clone, Debug)]
+pub(crate) struct Trie {
+    leaves: Vec<Leaf>,
+    inner: Vec<Inner>,
+    root: Ref,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Self {
+            leaves: Vec::new(),
+            inner: Vec::new(),
+            root: NONE,
+        }
+    }
+}
+
+impl Trie {
+    /// Keys held.
+    pub(crate) fn len(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    fn key_of(&self, r: Ref) -> &Key {
+        if r & LEAF != 0 {
+            &self.leaves[(r & !LEAF) as usize].key
+        } else {
+            &self.leaves[self.inner[r as usize].any_leaf as usize].key
+        }
+    }
+
+    fn digest_of(&self, r: Ref) -> &Hash {
+        if r & LEAF != 0 {
+            &self.leaves[(r & !LEAF) as usize].digest
+        } else {
+            &self.inner[r as usize].digest
+        }
+    }
+
+    fn count_of(&self, r: Ref) -> u64 {
+        if r & LEAF != 0 {
+            1
+        } else {
+            self.inner[r as usize].count
+        }
+    }
+
+    /// Whether `key` is held.
+    pub(crate) fn contains(&self, key: &Key) -> bool {
+        let mut r = self.root;
+        if r == NONE {
+            return false;
+        }
+        while r & LEAF == 0 {
+            let n = &self.inner[r as usize];
+            r = n.children[bit(key, n.bit)];
+        }
+        self.key_of(r) == key
+    }
+
+    /// Inserts `key` with its leaf digest. Returns false if it was already there. With
+    /// `eager`, the digests on the path are recomputed at once (O(depth) hashes); otherwise
+    /// they are marked dirty for [`Trie::refresh`].
+    pub(crate) fn insert(&mut self, key: Key, digest: Hash, eager: bool) -> bool {
+        let leaf_index = u32::try_from(self.leaves.len()).expect("fewer than 2^31 ops a trie");
+        assert!(leaf_index < LEAF, "fewer than 2^31 ops a trie");
+        if self.root == NONE {
+            self.leaves.push(Leaf { key, digest });
+            self.root = leaf_index | LEAF;
+            return true;
+        }
+        // Find the closest key, then where the new inner node goes.
+        let mut r = self.root;
+        while r & LEAF == 0 {
+            let n = &self.inner[r as usize];
+            r = n.children[bit(&key, n.bit)];
+        }
+        let Some(crit) = crit_bit(&key, self.key_of(r)) else {
+            return false;
+        };
+        let mut path: Vec<u32> = Vec::with_capacity(48);
+        let mut parent_slot: Option<(u32, usize)> = None;
+        let mut r = self.root;
+        while r & LEAF == 0 {
+            let n = &self.inner[r as usize];
+            if n.bit > crit {
+                break;
+            }
+            path.push(r);
+            let side = bit(&key, n.bit);
+            parent_slot = Some((r, side));
+            r = n.children[side];
+        }
+        self.leaves.push(Leaf { key, digest });
+        let new_leaf = leaf_index | LEAF;
+        let side = bit(&key, crit);
+        let mut children = [r, r];
+        children[side] = new_leaf;
+        let new_inner = u32::try_from(self.inner.len()).expect("fewer than 2^31 inner nodes");
+        self.inner.push(Inner {
+            digest: [0; 32],
+            count: self.count_of(r) + 1,
+            any_leaf: leaf_index,
+            children,
+            bit: crit,
+            dirty: true,
+        });
+        match parent_slot {
+            None => self.root = new_inner,
+            Some((p, s)) => self.inner[p as usize].children[s] = new_inner,
+        }
+        for &p in &path {
+            let n = &mut self.inner[p as usize];
+            n.count += 1;
+            n.dirty = true;
+        }
+        if eager {
+            self.recompute(new_inner);
+            for &p in path.iter().rev() {
+                self.recompute(p);
+            }
+        }
+        true
+    }
+
+    fn recompute(&mut self, i: u32) {
+        let n = &self.inner[i as usize];
+        let d = inner_digest(
+            n.bit,
+            self.digest_of(n.children[0]),
+            self.digest_of(n.children[1]),
+        );
+        let n = &mut self.inner[i as usize];
+        n.digest = d;
+        n.dirty = false;
+    }
+
+    /// Recomputes every dirty digest (after lazy inserts).
+    pub(crate) fn refresh(&mut self) {
+        if self.root != NONE && self.root & LEAF == 0 {
+            self.refresh_node(self.root);
+        }
+    }
+
+    fn refresh_node(&mut self, i: u32) {
+        if !self.inner[i as usize].dirty {
+            return;
+        }
+        for c in self.inner[i as usize].children {
+            if c & LEAF == 0 {
+                self.refresh_node(c);
+            }
+        }
+        self.recompute(i);
+    }
+
+    /// The root digest and count, `None` when empty. Requires no dirty nodes.
+    pub(crate) fn root(&self) -> Option<(Hash, u64)> {
+        (self.root != NONE).then(|| (*self.digest_of(self.root), self.count_of(self.root)))
+    }
+
+    /// The digest and count of the keys whose first `bits` bits equal `prefix`'s: the
+    /// canonical digest of that subset, found in O(depth).
+    pub(crate) fn range(&self, prefix: &Key, bits: u8) -> Option<(Hash, u64)> {
+        let mut r = self.root;
+        if r == NONE {
+            return None;
+        }
+        while r & LEAF == 0 {
+            let n = &self.inner[r as usize];
+            if n.bit >= bits {
+                break;
+            }
+            r = n.children[bit(prefix, n.bit)];
+        }
+        same_prefix(self.key_of(r), prefix, bits).then(|| (*self.digest_of(r), self.count_of(r)))
+    }
+
+    /// The root digest of the set without `excluded` (sorted keys, all held), in
+    /// O(|excluded| · depth) hashes, without changing the trie.
+    pub(crate) fn root_without(&self, excluded: &[Key]) -> Option<Hash> {
+        (self.root != NONE)
+            .then(|| self.without(self.root, excluded))
+            .flatten()
+    }
+
+    fn without(&self, r: Ref, excluded: &[Key]) -> Option<Hash> {
+        if excluded.is_empty() {
+            return Some(*self.digest_of(r));
+        }
+        if r & LEAF != 0 {
+            let key = self.key_of(r);
+            return (!excluded.contains(key)).then(|| *self.digest_of(r));
+        }
+        let n = &self.inner[r as usize];
+        let split = excluded.partition_point(|k| bit(k, n.bit) == 0);
+        let (l, rr) = excluded.split_at(split);
+        match (
+            self.without(n.children[0], l),
+            self.without(n.children[1], rr),
+        ) {
+            (Some(a), Some(b)) => Some(inner_digest(n.bit, &a, &b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Calls `f` on every key `>= start` in order, with its leaf digest, until it returns
+    /// false. O(depth + keys visited).
+    pub(crate) fn for_each_from(&self, start: &Key, mut f: impl FnMut(&Key, &Hash) -> bool) {
+        if self.root == NONE {
+            return;
+        }
+        // (node, whether everything below is known to be >= start)
+        let mut stack: Vec<(Ref, bool)> = vec![(self.root, false)];
+        while let Some((r, free)) = stack.pop() {
+            if r & LEAF != 0 {
+                let leaf = &self.leaves[(r & !LEAF) as usize];
+                if (free || leaf.key >= *start) && !f(&leaf.key, &leaf.digest) {
+                    return;
+                }
+                continue;
+            }
+            let n = &self.inner[r as usize];
+            let [left, right] = n.children;
+            if free {
+                stack.push((right, true));
+                stack.push((left, true));
+                continue;
+            }
+            let key = self.key_of(r);
+            match crit_bit(key, start) {
+                // The shared prefix differs from start's before this node's bit.
+                Some(c) if c < n.bit => {
+                    if bit(key, c) == 1 {
+                        stack.push((right, true));
+                        stack.push((left, true));
+                    }
+                }
+                _ => {
+                    if bit(start, n.bit) == 0 {
+                        stack.push((right, true));
+                        stack.push((left, false));
+                    } else {
+                        stack.push((right, false));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u64) -> Key {
+        let mut k = [0; 16];
+        k[..8].copy_from_slice(&n.to_be_bytes());
+        k[8..].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+        k
+    }
+
+    fn digest(k: &Key) -> Hash {
+        *blake3::hash(k).as_bytes()
+    }
+
+    #[test]
+    fn order_independent_and_ranges_match_fresh_tries() {
+        let keys: Vec<Key> = (0..500u64).map(|i| key(i * 7919 % 1000)).collect();
+        let mut a = Trie::default();
+        let mut b = Trie::default();
+        for k in &keys {
+            assert!(a.insert(*k, digest(k), true));
+        }
+        for k in keys.iter().rev() {
+            b.insert(*k, digest(k), false);
+        }
+        b.refresh();
+        assert!(!a.insert(keys[3], digest(&keys[3]), true));
+        assert_eq!(a.root(), b.root());
+        assert_eq!(a.len(), 500);
+        // A range digest equals the root of a trie holding just that range.
+        for bits in [0u8, 3, 9, 20, 64, 128] {
+            let prefix = keys[17];
+            let mut sub = Trie::default();
+            for k in keys.iter().filter(|k| same_prefix(k, &prefix, bits)) {
+                sub.insert(*k, digest(k), true);
+            }
+            assert_eq!(a.range(&prefix, bits), sub.root(), "bits {bits}");
+        }
+        // Removing keys virtually equals a trie without them.
+        let mut excluded: Vec<Key> = keys.iter().step_by(3).copied().collect();
+        excluded.sort();
+        let mut rest = Trie::default();
+        for k in keys.iter().filter(|k| !excluded.contains(k)) {
+            rest.insert(*k, digest(k), true);
+        }
+        assert_eq!(a.root_without(&excluded), rest.root().map(|r| r.0));
+        let mut all = keys.clone();
+        all.sort();
+        assert_eq!(a.root_without(&all), None);
+        // In-order iteration from any start.
+        for start in [key(0), all[250], [0xff; 16], [0; 16]] {
+            let mut seen = Vec::new();
+            a.for_each_from(&start, |k, _| {
+                seen.push(*k);
+                true
+            });
+            let want: Vec<Key> = all.iter().filter(|k| **k >= start).copied().collect();
+            assert_eq!(seen, want);
+        }
+        assert!(a.contains(&keys[0]) && !a.contains(&key(5000)));
+    }
+}
