@@ -52,6 +52,8 @@ mod id;
 mod list;
 mod op;
 mod query;
+#[cfg(feature = "redb")]
+mod redb_store;
 mod replica;
 mod schema;
 mod state;
@@ -65,12 +67,14 @@ pub use id::{OpId, ReplicaId, VersionVector};
 pub use list::{Anchor, ElemId, OutOfBounds, SeqChange, Side, Unit};
 pub use op::{CounterBaseline, Op, Payload, SeqBaseline, SeqContent};
 pub use query::{Cmp, Conflict, FieldValue, Order, Query, QueryError, Row, SubscriptionId};
+#[cfg(feature = "redb")]
+pub use redb_store::{CommitMode, RedbConfig, RedbStorage};
 pub use replica::{ApplyOutcome, Event, MAX_PENDING_OPS, Replica, Report};
 pub use schema::{
     Collection, ConflictPolicy, Field, FieldKind, MergeFn, PrimaryKey, ScalarType, Schema,
     SchemaError,
 };
-pub use storage::{MemoryStorage, OpIter, Storage, StorageError};
+pub use storage::{MemoryStorage, OpIter, Snapshot, Storage, StorageError};
 pub use txn::Transaction;
 pub use types::{AwSet, LwwRegister, MvRegister, PnCounter};
 pub use value::Value;

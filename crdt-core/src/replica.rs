@@ -247,6 +247,11 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         if let Some(max) = replica.frontier.max_timestamp() {
             replica.hlc.restore(max);
         }
+        // The persisted high-water mark covers timestamps issued but not stored (a rolled-back
+        // transaction's) and remote ones observed.
+        if let Some(high_water) = replica.storage.high_water()? {
+            replica.hlc.restore(high_water);
+        }
         // Hydration reports (e.g. handler failures) are stale news; unique conflicts remain
         // listed by `conflicts()`.
         replica.events.clear();
@@ -370,6 +375,21 @@ impl<S: Storage, C: Clock> Replica<S, C> {
     /// For each replica, the highest timestamp applied from it.
     pub fn version_vector(&self) -> &VersionVector {
         &self.frontier
+    }
+
+    /// The frontier last exchanged with `peer`, as saved by [`Replica::save_peer_frontier`],
+    /// so that a reconnecting sync starts where it stopped.
+    pub fn peer_frontier(&self, peer: ReplicaId) -> Result<Option<VersionVector>, StorageError> {
+        self.storage.peer_frontier(peer)
+    }
+
+    /// Saves the frontier exchanged with `peer` (durably, with a durable store).
+    pub fn save_peer_frontier(
+        &mut self,
+        peer: ReplicaId,
+        frontier: &VersionVector,
+    ) -> Result<(), StorageError> {
+        self.storage.set_peer_frontier(peer, frontier)
     }
 
     /// The stored ops that a peer at `vv` certainly lacks, in [`OpId`] order.

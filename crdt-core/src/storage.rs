@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use hlc::Timestamp;
+
 use crate::codec::DecodeError;
 use crate::{Op, OpId, ReplicaId, VersionVector};
 
@@ -20,6 +22,27 @@ pub enum StorageError {
     /// The backend itself failed (disk full, permission, IO).
     #[error("storage backend failed: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// The store as a whole cannot be read: its file is corrupt or truncated, is not a weft
+    /// store, or has a format version this build does not know. Nothing was changed.
+    #[error("the store cannot be read: {0}")]
+    Unreadable(String),
+    /// The store does not implement this optional operation.
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
+}
+
+/// A materialized snapshot of a replica's state, as opaque bytes, and how much of the log it
+/// covers: the first `position` ops appended (see [`Storage::append_position`]).
+///
+/// Opening a replica from a snapshot loads the bytes and replays only
+/// [`Storage::ops_appended_after`] `position`. The ops the snapshot covers stay in the log, so
+/// peers can still be sent them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// How many appended ops the state includes.
+    pub position: u64,
+    /// The serialized state; its format belongs to the replica.
+    pub bytes: Vec<u8>,
 }
 
 /// Iterator over stored ops, in [`OpId`] order.
@@ -60,6 +83,69 @@ pub trait Storage {
     fn is_empty(&self) -> Result<bool, StorageError> {
         Ok(self.len()? == 0)
     }
+
+    /// The clock's persisted high-water mark: at or above every timestamp in the log and every
+    /// timestamp recorded with [`Storage::set_high_water`] that has become durable. A restarted
+    /// clock resumes above it. `None` for a store that keeps none (the default).
+    fn high_water(&self) -> Result<Option<Timestamp>, StorageError> {
+        Ok(None)
+    }
+
+    /// Raises the high-water mark to `ts` (never lowers it). It becomes durable with the next
+    /// [`Storage::append`] at the latest; a store that keeps none ignores it (the default).
+    fn set_high_water(&mut self, ts: Timestamp) -> Result<(), StorageError> {
+        let _ = ts;
+        Ok(())
+    }
+
+    /// The frontier last exchanged with `peer`, so that reconnecting sync starts from there.
+    /// `None` if none was saved (the default).
+    fn peer_frontier(&self, peer: ReplicaId) -> Result<Option<VersionVector>, StorageError> {
+        let _ = peer;
+        Ok(None)
+    }
+
+    /// Saves the frontier last exchanged with `peer`, replacing the previous one. Durable on
+    /// return for a durable store; ignored by a store that keeps none (the default).
+    fn set_peer_frontier(
+        &mut self,
+        peer: ReplicaId,
+        vv: &VersionVector,
+    ) -> Result<(), StorageError> {
+        let _ = (peer, vv);
+        Ok(())
+    }
+
+    /// How many ops have been appended so far (ops already stored when appended again do not
+    /// count): the position a [`Snapshot`] taken now covers. Defaults to [`Storage::len`].
+    fn append_position(&self) -> Result<u64, StorageError> {
+        self.len()
+    }
+
+    /// The ops appended after the first `position`, in append order (which respects each op's
+    /// dependencies, since a replica appends an op only after them). The default supports only
+    /// position 0 (the whole log, in [`OpId`] order).
+    fn ops_appended_after(&self, position: u64) -> OpIter<'_> {
+        if position == 0 {
+            self.scan()
+        } else {
+            Box::new(std::iter::once(Err(StorageError::Unsupported(
+                "reading the log in append order",
+            ))))
+        }
+    }
+
+    /// The saved snapshot, if any (the default: none).
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(None)
+    }
+
+    /// Saves `snapshot`, replacing the previous one. A store that keeps none ignores it (the
+    /// default), and the replica then replays the whole log on open.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let _ = snapshot;
+        Ok(())
+    }
 }
 
 /// The in-memory store, for tests and ephemeral replicas. Nothing survives the process.
@@ -71,6 +157,9 @@ pub struct MemoryStorage {
     replica_id: Option<ReplicaId>,
     bytes: Vec<u8>,
     index: BTreeMap<OpId, u32>,
+    high_water: Option<Timestamp>,
+    peers: BTreeMap<ReplicaId, VersionVector>,
+    snapshot: Option<Snapshot>,
 }
 
 impl MemoryStorage {
@@ -120,6 +209,9 @@ impl Storage for MemoryStorage {
         for (op, offset) in ops.iter().zip(offsets) {
             self.index.entry(op.id).or_insert(offset);
         }
+        if let Some(max) = ops.iter().map(|op| op.id.ts).max() {
+            self.set_high_water(max)?;
+        }
         Ok(())
     }
 
@@ -154,5 +246,49 @@ impl Storage for MemoryStorage {
 
     fn len(&self) -> Result<u64, StorageError> {
         Ok(self.index.len() as u64)
+    }
+
+    fn high_water(&self) -> Result<Option<Timestamp>, StorageError> {
+        Ok(self.high_water)
+    }
+
+    fn set_high_water(&mut self, ts: Timestamp) -> Result<(), StorageError> {
+        self.high_water = self.high_water.max(Some(ts));
+        Ok(())
+    }
+
+    fn peer_frontier(&self, peer: ReplicaId) -> Result<Option<VersionVector>, StorageError> {
+        Ok(self.peers.get(&peer).cloned())
+    }
+
+    fn set_peer_frontier(
+        &mut self,
+        peer: ReplicaId,
+        vv: &VersionVector,
+    ) -> Result<(), StorageError> {
+        self.peers.insert(peer, vv.clone());
+        Ok(())
+    }
+
+    fn ops_appended_after(&self, position: u64) -> OpIter<'_> {
+        // The buffer holds ops in append order; an op appended twice keeps its first offset.
+        let mut order: Vec<(u32, OpId)> = self.index.iter().map(|(&id, &o)| (o, id)).collect();
+        order.sort_unstable();
+        let skip = usize::try_from(position).unwrap_or(usize::MAX);
+        Box::new(
+            order
+                .into_iter()
+                .skip(skip)
+                .map(|(offset, id)| self.decode_at(id, offset)),
+        )
+    }
+
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.snapshot.clone())
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.snapshot = Some(snapshot.clone());
+        Ok(())
     }
 }

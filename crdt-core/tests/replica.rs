@@ -638,3 +638,24 @@ fn reopening_hydrates_the_same_state_and_resumes_the_clock() {
         "no timestamp reissued"
     );
 }
+
+#[test]
+fn reopening_resumes_above_the_stored_high_water_mark_and_keeps_peer_frontiers() {
+    let clock = ManualClock::new(START_MS);
+    let mut a = replica(&clock, 1);
+    user(&mut a, "u", "Ann");
+    let mut storage: MemoryStorage = a.storage().clone();
+    // A timestamp above everything in the log was issued or observed before the restart.
+    let mark = Timestamp::new(START_MS + 5_000, 3).unwrap();
+    storage.set_high_water(mark).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut b = Replica::open(storage, clock.clone(), schema(), &mut rng).unwrap();
+    b.set("users", "u", "age", 2).unwrap();
+    assert!(b.version_vector().get(b.id()).unwrap() > mark);
+
+    let peer = crdt_core::ReplicaId::new(42);
+    assert_eq!(b.peer_frontier(peer).unwrap(), None);
+    let vv = b.version_vector().clone();
+    b.save_peer_frontier(peer, &vv).unwrap();
+    assert_eq!(b.peer_frontier(peer).unwrap(), Some(vv));
+}

@@ -1,0 +1,214 @@
+//! The disk format of the redb store: tables, keys and value encodings, and the mapping of
+//! redb's errors. Written down in `docs/wire-format.md` ("Disk format").
+
+use hlc::Timestamp;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+
+use crate::codec::{self, DecodeError};
+use crate::{Op, OpId, ReplicaId, StorageError, VersionVector};
+
+/// Op id (16 sortable bytes) -> the op in the codec's encoding (version byte, then postcard).
+pub(super) const OPS: TableDefinition<'static, [u8; 16], &[u8]> = TableDefinition::new("ops");
+/// Position of a group's first op -> the ids (16 bytes each) of the ops it stored, in order.
+pub(super) const APPENDS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("appends");
+/// Small named values: format marker, replica id, high-water mark.
+pub(super) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+/// Peer replica id -> the frontier last exchanged with it (postcard `VersionVector`).
+pub(super) const PEERS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("peers");
+/// Key 0 -> the snapshot: position (8 bytes big-endian), then the replica's opaque bytes.
+pub(super) const SNAPSHOT: TableDefinition<'static, u8, &[u8]> = TableDefinition::new("snapshot");
+
+/// `META` key of the format marker.
+pub(super) const KEY_FORMAT: &str = "format";
+/// `META` key of the replica id (8 bytes big-endian).
+pub(super) const KEY_REPLICA: &str = "replica_id";
+/// `META` key of the clock's high-water mark (the timestamp's 8 bytes).
+pub(super) const KEY_HIGH_WATER: &str = "high_water";
+
+/// The value of `META["format"]`: a magic string and the disk format version.
+pub(super) const FORMAT_MARKER: &[u8] = b"weft-store\x00\x01";
+/// What every marker of some version starts with.
+const MARKER_PREFIX: &[u8] = b"weft-store\x00";
+
+/// Creates the tables and the marker in a new database, or checks the marker of an existing
+/// one. Returns an error naming what is wrong with a foreign or future file.
+pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
+    let read = db.begin_read().map_err(backend)?;
+    let tables: Vec<String> = read
+        .list_tables()
+        .map_err(backend)?
+        .map(|t| t.name().to_owned())
+        .collect();
+    if tables.is_empty() {
+        drop(read);
+        let tx = db.begin_write().map_err(backend)?;
+        {
+            tx.open_table(OPS).map_err(backend)?;
+            tx.open_table(APPENDS).map_err(backend)?;
+            tx.open_table(PEERS).map_err(backend)?;
+            tx.open_table(SNAPSHOT).map_err(backend)?;
+            let mut meta = tx.open_table(META).map_err(backend)?;
+            meta.insert(KEY_FORMAT, FORMAT_MARKER).map_err(backend)?;
+        }
+        return tx.commit().map_err(backend);
+    }
+    let not_weft = || StorageError::Unreadable("a redb database, but not a weft store".into());
+    let meta = read.open_table(META).map_err(|e| match e {
+        redb::TableError::TableDoesNotExist(_) | redb::TableError::TableTypeMismatch { .. } => {
+            not_weft()
+        }
+        other => backend(other),
+    })?;
+    let marker = meta
+        .get(KEY_FORMAT)
+        .map_err(backend)?
+        .ok_or_else(not_weft)?;
+    let marker = marker.value();
+    if marker != FORMAT_MARKER {
+        return Err(match marker.strip_prefix(MARKER_PREFIX) {
+            Some([v]) => StorageError::Unreadable(format!(
+                "weft store format version {v}; this build reads version {}",
+                FORMAT_MARKER[FORMAT_MARKER.len() - 1]
+            )),
+            _ => not_weft(),
+        });
+    }
+    for table in ["ops", "appends", "peers", "snapshot"] {
+        if !tables.iter().any(|t| t == table) {
+            return Err(StorageError::Unreadable(format!(
+                "table `{table}` is missing"
+            )));
+        }
+    }
+    // Opening each table with its types checks them.
+    read.open_table(OPS).map_err(unreadable)?;
+    read.open_table(APPENDS).map_err(unreadable)?;
+    read.open_table(PEERS).map_err(unreadable)?;
+    read.open_table(SNAPSHOT).map_err(unreadable)?;
+    check_counts(&read)
+}
+
+/// The ops table and the append groups must count the same ops: a cheap structural check
+/// that catches a damaged file early.
+fn check_counts(read: &redb::ReadTransaction) -> Result<(), StorageError> {
+    let ops = read
+        .open_table(OPS)
+        .map_err(backend)?
+        .len()
+        .map_err(backend)?;
+    let appends = read.open_table(APPENDS).map_err(backend)?;
+    let next = match appends.last().map_err(backend)? {
+        Some((k, v)) => k.value() + group_len(k.value(), v.value())?,
+        None => 0,
+    };
+    if next != ops {
+        return Err(StorageError::Unreadable(format!(
+            "the log holds {ops} ops but its append record counts {next}"
+        )));
+    }
+    Ok(())
+}
+
+/// How many op ids an `APPENDS` value holds.
+pub(super) fn group_len(position: u64, ids: &[u8]) -> Result<u64, StorageError> {
+    if !ids.len().is_multiple_of(16) {
+        return Err(StorageError::Unreadable(format!(
+            "append record at position {position} is {} bytes, not a multiple of 16",
+            ids.len()
+        )));
+    }
+    Ok((ids.len() / 16) as u64)
+}
+
+/// The op ids of an `APPENDS` value.
+pub(super) fn group_ids(ids: &[u8]) -> impl Iterator<Item = OpId> + '_ {
+    ids.chunks_exact(16).map(|c| {
+        let mut b = [0; 16];
+        b.copy_from_slice(c);
+        OpId::from_bytes(b)
+    })
+}
+
+/// Decodes a stored op and checks it is the one its key names.
+pub(super) fn decode_stored(key: [u8; 16], bytes: &[u8]) -> Result<Op, StorageError> {
+    let id = OpId::from_bytes(key);
+    let op = codec::decode_op(bytes).map_err(|source| StorageError::Corrupt { id, source })?;
+    if op.id != id {
+        return Err(StorageError::Corrupt {
+            id,
+            source: DecodeError::Malformed(format!(
+                "stored under the id of another op ({})",
+                op.id
+            )),
+        });
+    }
+    Ok(op)
+}
+
+pub(super) fn decode_replica(bytes: &[u8]) -> Result<ReplicaId, StorageError> {
+    let b: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StorageError::Unreadable("the replica id is not 8 bytes".into()))?;
+    Ok(ReplicaId::new(u64::from_be_bytes(b)))
+}
+
+pub(super) fn decode_timestamp(bytes: &[u8]) -> Result<Timestamp, StorageError> {
+    let b: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StorageError::Unreadable("the high-water mark is not 8 bytes".into()))?;
+    Ok(Timestamp::from_bytes(b))
+}
+
+pub(super) fn encode_frontier(vv: &VersionVector) -> Vec<u8> {
+    postcard::to_allocvec(vv).expect("postcard cannot fail to serialize into a Vec")
+}
+
+pub(super) fn decode_frontier(
+    peer: ReplicaId,
+    bytes: &[u8],
+) -> Result<VersionVector, StorageError> {
+    match postcard::take_from_bytes::<VersionVector>(bytes) {
+        Ok((vv, [])) => Ok(vv),
+        _ => Err(StorageError::Unreadable(format!(
+            "the saved frontier of peer {peer} does not decode"
+        ))),
+    }
+}
+
+pub(super) fn encode_snapshot(position: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + bytes.len());
+    out.extend_from_slice(&position.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<crate::Snapshot, StorageError> {
+    let (pos, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or_else(|| StorageError::Unreadable("the snapshot record is truncated".into()))?;
+    Ok(crate::Snapshot {
+        position: u64::from_be_bytes(*pos),
+        bytes: rest.to_vec(),
+    })
+}
+
+/// A redb failure as a backend error; corruption reported by redb as [`StorageError::Unreadable`].
+pub(super) fn backend(e: impl Into<redb::Error>) -> StorageError {
+    match e.into() {
+        redb::Error::Corrupted(msg) => StorageError::Unreadable(format!("corrupt file: {msg}")),
+        redb::Error::UpgradeRequired(v) => StorageError::Unreadable(format!(
+            "the file has redb format version {v}, which this build does not read"
+        )),
+        other => StorageError::Backend(Box::new(other)),
+    }
+}
+
+/// Any redb failure at open as [`StorageError::Unreadable`] unless it is plainly IO or locking.
+pub(super) fn unreadable(e: impl Into<redb::Error>) -> StorageError {
+    match e.into() {
+        e @ (redb::Error::Io(_)
+        | redb::Error::DatabaseAlreadyOpen
+        | redb::Error::LockPoisoned(_)) => StorageError::Backend(Box::new(e)),
+        other => StorageError::Unreadable(other.to_string()),
+    }
+}

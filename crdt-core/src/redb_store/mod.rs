@@ -1,0 +1,463 @@
+//! The embedded durable store: [`RedbStorage`], the op log in a redb file.
+//!
+//! Ops are keyed by their 16-byte sortable [`OpId`](crate::OpId), so the log reads back in op
+//! id order; values are the codec's op encoding. Every write (ops, high-water mark, peer
+//! frontiers, snapshot) goes through one group-commit queue: the first writer to find no commit
+//! in progress commits everything queued in one transaction, so concurrent commits share one
+//! fsync. `docs/design.md` ("Storage") has the whole picture, `docs/wire-format.md` the bytes.
+
+mod commit;
+mod format;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hlc::Timestamp;
+use redb::{ReadableDatabase, ReadableTableMetadata};
+
+use self::commit::{Batch, Committer};
+use self::format::{APPENDS, KEY_HIGH_WATER, KEY_REPLICA, META, OPS, PEERS, SNAPSHOT, backend};
+use crate::{Op, OpId, OpIter, ReplicaId, Snapshot, Storage, StorageError, VersionVector, codec};
+
+/// When a commit returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CommitMode {
+    /// A commit returns only once its ops are on disk (fsync). Concurrent commits share one
+    /// fsync. The default.
+    #[default]
+    Durable,
+    /// A commit returns once its ops are in the file but not yet synced; a background thread
+    /// syncs every `interval` (and dropping the last handle syncs). A crash or power cut loses
+    /// at most the commits of the last interval, never the file: it opens at the last sync.
+    Relaxed {
+        /// How often the background thread syncs.
+        interval: Duration,
+    },
+}
+
+/// How a [`RedbStorage`] opens its file.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedbConfig {
+    /// When commits return.
+    pub commit: CommitMode,
+    /// Verify the checksum of every page on open, so that a file damaged on disk fails to open
+    /// with [`StorageError::Unreadable`] rather than being trusted. Costs a read of the whole
+    /// file. Default: on. (After a crash redb verifies the file whatever this says.)
+    pub verify_on_open: bool,
+    /// Bytes of redb's page cache. Default: 64 MiB (memory holds the materialized state; the
+    /// store is read on open and when peers ask for ops).
+    pub cache_bytes: usize,
+}
+
+impl Default for RedbConfig {
+    fn default() -> Self {
+        Self {
+            commit: CommitMode::Durable,
+            verify_on_open: true,
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+impl RedbConfig {
+    /// The defaults: durable commits, verified on open.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With this commit mode.
+    pub fn commit(mut self, mode: CommitMode) -> Self {
+        self.commit = mode;
+        self
+    }
+
+    /// With or without the checksum verification on open.
+    pub fn verify_on_open(mut self, verify: bool) -> Self {
+        self.verify_on_open = verify;
+        self
+    }
+
+    /// With this page cache size.
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+}
+
+/// The durable op log in a redb file: the default [`Storage`].
+///
+/// A cheap, cloneable handle: clones share the database and its group-commit queue, so
+/// several threads (or a background snapshot writer) can commit at once and share fsyncs. At
+/// most one process opens a file; a second open fails with [`StorageError::Backend`].
+///
+/// ```
+/// use crdt_core::{RedbStorage, Storage};
+/// let dir = std::env::temp_dir().join(format!("weft-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("store.redb");
+/// let store = RedbStorage::open(&path)?;
+/// assert_eq!(store.len()?, 0);
+/// drop(store);
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RedbStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Arc<Committer>,
+    replica: Mutex<Option<ReplicaId>>,
+    flusher: Option<Flusher>,
+}
+
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl RedbStorage {
+    /// Opens the store at `path`, creating it if the file does not exist or is empty, with the
+    /// default [`RedbConfig`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(path, RedbConfig::default())
+    }
+
+    /// [`RedbStorage::open`] with a configuration.
+    pub fn open_with(path: impl AsRef<Path>, config: RedbConfig) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        let builder = builder(&config);
+        Self::start(|| builder.create(path), config)
+    }
+
+    /// Opens (or creates) the store on any redb [`StorageBackend`](redb::StorageBackend): a
+    /// file, memory, or a fault-injecting backend in tests.
+    pub fn with_backend(
+        backend: impl redb::StorageBackend,
+        config: RedbConfig,
+    ) -> Result<Self, StorageError> {
+        let builder = builder(&config);
+        Self::start(move || builder.create_with_backend(backend), config)
+    }
+
+    fn start(
+        open: impl FnOnce() -> Result<redb::Database, redb::DatabaseError>,
+        config: RedbConfig,
+    ) -> Result<Self, StorageError> {
+        // redb is trusted to report damage as errors; a panic on a hostile file is caught too.
+        let guarded = catch_unwind(AssertUnwindSafe(|| -> Result<_, StorageError> {
+            let db = open().map_err(open_error)?;
+            format::init_or_check(&db)?;
+            let replica = read_meta(&db, KEY_REPLICA)?
+                .map(|b| format::decode_replica(&b))
+                .transpose()?;
+            Ok((db, replica))
+        }));
+        let (db, replica) = guarded.unwrap_or_else(|_| {
+            Err(StorageError::Unreadable(
+                "the file is damaged (the database panicked while opening it)".into(),
+            ))
+        })?;
+        let relaxed = matches!(config.commit, CommitMode::Relaxed { .. });
+        let core = Arc::new(Committer::new(db, relaxed));
+        let flusher = match config.commit {
+            CommitMode::Durable => None,
+            CommitMode::Relaxed { interval } => Some(Flusher::spawn(core.clone(), interval)?),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                core,
+                replica: Mutex::new(replica),
+                flusher,
+            }),
+        })
+    }
+
+    /// Appends ops from a shared handle (what [`Storage::append`] does): all or nothing,
+    /// durable on return in [`CommitMode::Durable`], sharing one transaction and one fsync
+    /// with the appends of other threads that arrive while a commit is in progress.
+    pub fn append_shared(&self, ops: &[Op]) -> Result<(), StorageError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let ops = ops
+            .iter()
+            .map(|op| (op.id.to_bytes(), codec::encode_op(op)))
+            .collect();
+        self.inner.core.submit(Batch {
+            ops,
+            ..Batch::default()
+        })
+    }
+
+    /// Saves a snapshot from a shared handle (what [`Storage::save_snapshot`] does), so that a
+    /// background thread can write it while the replica goes on committing.
+    pub fn save_snapshot_shared(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let position = self.append_position()?;
+        if snapshot.position > position {
+            return Err(StorageError::Backend(
+                format!(
+                    "a snapshot at position {} is ahead of the log ({position} ops)",
+                    snapshot.position
+                )
+                .into(),
+            ));
+        }
+        self.inner.core.submit(Batch {
+            snapshot: Some(format::encode_snapshot(snapshot.position, &snapshot.bytes)),
+            ..Batch::default()
+        })
+    }
+
+    /// Makes every commit so far durable now. Needed only in [`CommitMode::Relaxed`]; in
+    /// durable mode commits already are.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.inner.core.flush()
+    }
+
+    /// How many write transactions this store has committed since it was opened (in durable
+    /// mode, how many fsyncs commits cost). Concurrent commits share one.
+    pub fn commits(&self) -> u64 {
+        self.inner.core.commits.load(Ordering::Relaxed)
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction, StorageError> {
+        self.inner.core.db.begin_read().map_err(backend)
+    }
+}
+
+impl Storage for RedbStorage {
+    fn replica_id(&self) -> Result<Option<ReplicaId>, StorageError> {
+        Ok(*self
+            .inner
+            .replica
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn set_replica_id(&mut self, id: ReplicaId) -> Result<(), StorageError> {
+        self.inner.core.submit(Batch {
+            replica: Some(id.as_u64()),
+            ..Batch::default()
+        })?;
+        *self
+            .inner
+            .replica
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(id);
+        Ok(())
+    }
+
+    fn append(&mut self, ops: &[Op]) -> Result<(), StorageError> {
+        self.append_shared(ops)
+    }
+
+    fn contains(&self, id: OpId) -> Result<bool, StorageError> {
+        let table = self.read()?.open_table(OPS).map_err(backend)?;
+        Ok(table.get(id.to_bytes()).map_err(backend)?.is_some())
+    }
+
+    fn get(&self, id: OpId) -> Result<Option<Op>, StorageError> {
+        let table = self.read()?.open_table(OPS).map_err(backend)?;
+        let key = id.to_bytes();
+        let found = table.get(key).map_err(backend)?;
+        found
+            .map(|v| format::decode_stored(key, v.value()))
+            .transpose()
+    }
+
+    fn scan(&self) -> OpIter<'_> {
+        self.ops_filtered(None)
+    }
+
+    fn ops_after(&self, vv: &VersionVector) -> OpIter<'_> {
+        self.ops_filtered(Some(vv.clone()))
+    }
+
+    fn len(&self) -> Result<u64, StorageError> {
+        let table = self.read()?.open_table(OPS).map_err(backend)?;
+        table.len().map_err(backend)
+    }
+
+    fn high_water(&self) -> Result<Option<Timestamp>, StorageError> {
+        read_meta(&self.inner.core.db, KEY_HIGH_WATER)?
+            .map(|b| format::decode_timestamp(&b))
+            .transpose()
+    }
+
+    fn set_high_water(&mut self, ts: Timestamp) -> Result<(), StorageError> {
+        self.inner.core.submit(Batch {
+            high_water: Some(ts),
+            ..Batch::default()
+        })
+    }
+
+    fn peer_frontier(&self, peer: ReplicaId) -> Result<Option<VersionVector>, StorageError> {
+        let table = self.read()?.open_table(PEERS).map_err(backend)?;
+        let found = table.get(peer.as_u64()).map_err(backend)?;
+        found
+            .map(|v| format::decode_frontier(peer, v.value()))
+            .transpose()
+    }
+
+    fn set_peer_frontier(
+        &mut self,
+        peer: ReplicaId,
+        vv: &VersionVector,
+    ) -> Result<(), StorageError> {
+        self.inner.core.submit(Batch {
+            peers: vec![(peer.as_u64(), format::encode_frontier(vv))],
+            ..Batch::default()
+        })
+    }
+
+    fn append_position(&self) -> Result<u64, StorageError> {
+        self.len()
+    }
+
+    fn ops_appended_after(&self, position: u64) -> OpIter<'_> {
+        match self.appended_after(position) {
+            Ok(iter) => iter,
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        let table = self.read()?.open_table(SNAPSHOT).map_err(backend)?;
+        let found = table.get(0).map_err(backend)?;
+        found
+            .map(|v| format::decode_snapshot(v.value()))
+            .transpose()
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.save_snapshot_shared(snapshot)
+    }
+}
+
+impl RedbStorage {
+    /// Stored ops in op id order, those `vv` covers left out (decoded only when kept).
+    fn ops_filtered(&self, vv: Option<VersionVector>) -> OpIter<'_> {
+        let range = self
+            .read()
+            .and_then(|r| r.open_table(OPS).map_err(backend))
+            .and_then(|t| t.range::<[u8; 16]>(..).map_err(backend));
+        let range = match range {
+            Ok(range) => range,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(range.filter_map(move |entry| {
+            let (k, v) = match entry {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(backend(e))),
+            };
+            let key = k.value();
+            if let Some(vv) = &vv
+                && vv.covers(OpId::from_bytes(key))
+            {
+                return None;
+            }
+            Some(format::decode_stored(key, v.value()))
+        }))
+    }
+
+    fn appended_after(&self, position: u64) -> Result<OpIter<'_>, StorageError> {
+        let read = self.read()?;
+        let appends = read.open_table(APPENDS).map_err(backend)?;
+        let start = match appends.range(..=position).map_err(backend)?.next_back() {
+            Some(entry) => entry.map_err(backend)?.0.value(),
+            None => 0,
+        };
+        let mut ids = Vec::new();
+        for entry in appends.range(start..).map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            let (first, group) = (k.value(), v.value());
+            format::group_len(first, group)?;
+            let skip = usize::try_from(position.saturating_sub(first)).unwrap_or(usize::MAX);
+            ids.extend(format::group_ids(group).skip(skip));
+        }
+        let ops = read.open_table(OPS).map_err(backend)?;
+        Ok(Box::new(ids.into_iter().map(move |id| {
+            let key = id.to_bytes();
+            match ops.get(key).map_err(backend)? {
+                Some(v) => format::decode_stored(key, v.value()),
+                None => Err(StorageError::Unreadable(format!(
+                    "op {id} is in the append record but not in the log"
+                ))),
+            }
+        })))
+    }
+}
+
+impl core::fmt::Debug for RedbStorage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RedbStorage")
+            .field("commits", &self.commits())
+            .field("relaxed", &self.inner.flusher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flusher {
+    fn spawn(core: Arc<Committer>, interval: Duration) -> Result<Self, StorageError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        // The interval is a blocking wait on the stop channel: no clock is read here.
+        let thread = std::thread::Builder::new()
+            .name("weft-store-flush".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    // A failure leaves the commits dirty; the next round (or `flush`) retries.
+                    let _ = core.flush();
+                }
+            })
+            .map_err(|e| StorageError::Backend(Box::new(e)))?;
+        Ok(Self { stop, thread })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(Flusher { stop, thread }) = self.flusher.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+        // Relaxed mode: a clean close loses nothing.
+        let _ = self.core.flush();
+    }
+}
+
+fn builder(config: &RedbConfig) -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    builder
+        .set_cache_size(config.cache_bytes)
+        .set_check_integrity_on_open(config.verify_on_open);
+    builder
+}
+
+fn read_meta(db: &redb::Database, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    let read = db.begin_read().map_err(backend)?;
+    let meta = read.open_table(META).map_err(backend)?;
+    let value = meta.get(key).map_err(backend)?;
+    Ok(value.map(|v| v.value().to_vec()))
+}
+
+/// An error opening the database: a file redb cannot read is [`StorageError::Unreadable`];
+/// locking and plain IO failures stay backend errors.
+fn open_error(e: redb::DatabaseError) -> StorageError {
+    use std::io::ErrorKind;
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if matches!(io.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
+        {
+            StorageError::Unreadable(format!("truncated or malformed file: {io}"))
+        }
+        other => format::unreadable(other),
+    }
+}

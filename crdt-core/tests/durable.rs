@@ -1,0 +1,372 @@
+//! The redb store: what it keeps across reopening, group commit, relaxed mode, snapshots,
+//! and clear errors (never a panic) on corrupt, truncated and foreign files.
+
+mod durable_util;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use crdt_core::{
+    CommitMode, Op, RedbConfig, RedbStorage, ReplicaId, Snapshot, Storage, StorageError,
+    VersionVector,
+};
+use durable_util::*;
+use hlc::Timestamp;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+fn all(store: &RedbStorage) -> Vec<Op> {
+    store.scan().collect::<Result<_, _>>().expect("scan")
+}
+
+#[test]
+fn keeps_ops_and_metadata_across_reopening() {
+    let dir = TempDir::new("reopen");
+    let path = dir.file("store.redb");
+    let (a, b) = (ReplicaId::new(7), ReplicaId::new(9));
+    let frontier: VersionVector = [(a, Timestamp::new(5, 1).unwrap())].into_iter().collect();
+    let first = ops(1_000, 7, 30);
+    let second = ops(500, 9, 20);
+    {
+        let mut store = RedbStorage::open(&path).expect("create");
+        assert_eq!(store.replica_id().unwrap(), None);
+        store.set_replica_id(a).unwrap();
+        store.append(&first).unwrap();
+        store.append(&second).unwrap();
+        // Appending stored ops again stores nothing and does not move the position.
+        store.append(&first[..5]).unwrap();
+        store.set_peer_frontier(b, &frontier).unwrap();
+        store
+            .set_high_water(Timestamp::new(9_999, 3).unwrap())
+            .unwrap();
+    }
+    let store = RedbStorage::open(&path).expect("reopen");
+    assert_eq!(store.replica_id().unwrap(), Some(a));
+    assert_eq!(store.len().unwrap(), 50);
+    assert_eq!(store.append_position().unwrap(), 50);
+    let mut expected: Vec<Op> = first.iter().chain(&second).cloned().collect();
+    expected.sort_by_key(|op| op.id);
+    assert_eq!(all(&store), expected, "scan is in op id order");
+    assert_eq!(store.get(first[3].id).unwrap().as_ref(), Some(&first[3]));
+    assert!(store.contains(second[0].id).unwrap());
+    assert!(!store.contains(op(1, 0, 1).id).unwrap());
+    assert_eq!(store.peer_frontier(b).unwrap(), Some(frontier));
+    assert_eq!(store.peer_frontier(a).unwrap(), None);
+    assert_eq!(store.high_water().unwrap(), Timestamp::new(9_999, 3));
+
+    // ops_after leaves out exactly what the version vector covers.
+    let vv: VersionVector = [(ReplicaId::new(7), first[9].id.ts)].into_iter().collect();
+    let after: Vec<Op> = store.ops_after(&vv).collect::<Result<_, _>>().unwrap();
+    let want: Vec<Op> = expected
+        .into_iter()
+        .filter(|op| !vv.covers(op.id))
+        .collect();
+    assert_eq!(after, want);
+}
+
+#[test]
+fn the_high_water_mark_follows_appends_and_never_goes_back() {
+    let dir = TempDir::new("hwm");
+    let mut store = RedbStorage::open(dir.file("s.redb")).unwrap();
+    assert_eq!(store.high_water().unwrap(), None);
+    store.append(&ops(2_000, 1, 3)).unwrap();
+    assert_eq!(store.high_water().unwrap(), Timestamp::new(2_002, 0));
+    store
+        .set_high_water(Timestamp::new(10, 0).unwrap())
+        .unwrap();
+    assert_eq!(store.high_water().unwrap(), Timestamp::new(2_002, 0));
+    store.append(&ops(100, 2, 1)).unwrap();
+    assert_eq!(store.high_water().unwrap(), Timestamp::new(2_002, 0));
+}
+
+#[test]
+fn snapshots_and_the_log_in_append_order() {
+    let dir = TempDir::new("snap");
+    let path = dir.file("s.redb");
+    let batches = [ops(5_000, 1, 10), ops(1_000, 2, 7), ops(9_000, 3, 1)];
+    {
+        let mut store = RedbStorage::open(&path).unwrap();
+        assert_eq!(store.snapshot().unwrap(), None);
+        store.append(&batches[0]).unwrap();
+        store.append(&batches[1]).unwrap();
+        let snap = Snapshot {
+            position: store.append_position().unwrap(),
+            bytes: b"state".to_vec(),
+        };
+        store.save_snapshot(&snap).unwrap();
+        store.append(&batches[2]).unwrap();
+        let ahead = Snapshot {
+            position: 1_000,
+            bytes: Vec::new(),
+        };
+        assert!(
+            store.save_snapshot(&ahead).is_err(),
+            "a snapshot ahead of the log"
+        );
+    }
+    let store = RedbStorage::open(&path).unwrap();
+    let snap = store.snapshot().unwrap().expect("saved");
+    assert_eq!(snap.position, 17);
+    assert_eq!(snap.bytes, b"state");
+    let appended: Vec<Vec<Op>> = [0, 3, 10, 12, 17, 18, 99]
+        .iter()
+        .map(|&p| {
+            store
+                .ops_appended_after(p)
+                .collect::<Result<_, _>>()
+                .unwrap()
+        })
+        .collect();
+    let in_order: Vec<Op> = batches.concat();
+    assert_eq!(appended[0], in_order);
+    assert_eq!(appended[1], in_order[3..]);
+    assert_eq!(appended[2], in_order[10..]);
+    assert_eq!(appended[3], in_order[12..]);
+    assert_eq!(appended[4], in_order[17..]);
+    assert!(appended[5].is_empty() && appended[6].is_empty());
+    // The ops the snapshot covers stay available to peers.
+    assert_eq!(store.len().unwrap(), 18);
+}
+
+#[test]
+fn memory_storage_keeps_the_same_metadata() {
+    let mut store = crdt_core::MemoryStorage::new();
+    let b = ReplicaId::new(3);
+    store.append(&ops(50, 1, 4)).unwrap();
+    store.append(&ops(10, 2, 2)).unwrap();
+    assert_eq!(store.high_water().unwrap(), Timestamp::new(53, 0));
+    let vv: VersionVector = [(b, Timestamp::new(1, 0).unwrap())].into_iter().collect();
+    store.set_peer_frontier(b, &vv).unwrap();
+    assert_eq!(store.peer_frontier(b).unwrap(), Some(vv));
+    let after: Vec<Op> = store
+        .ops_appended_after(4)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(after, ops(10, 2, 2));
+    let snap = Snapshot {
+        position: 4,
+        bytes: vec![1],
+    };
+    store.save_snapshot(&snap).unwrap();
+    assert_eq!(store.snapshot().unwrap(), Some(snap));
+}
+
+/// Eight threads commit one op at a time through clones of one handle while each fsync takes
+/// a few milliseconds: the commits that arrive during an fsync share the next one.
+#[test]
+fn concurrent_commits_share_fsyncs() {
+    const THREADS: u64 = 8;
+    const EACH: u64 = 25;
+    let dir = TempDir::new("group");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.file("s.redb"))
+        .unwrap();
+    let syncs = Arc::new(AtomicU64::new(0));
+    let backend = CountingBackend {
+        inner: redb::backends::FileBackend::new(file).unwrap(),
+        syncs: syncs.clone(),
+        sync_delay: Duration::from_millis(3),
+    };
+    let store = RedbStorage::with_backend(backend, RedbConfig::new()).unwrap();
+    let before = (
+        store.commits(),
+        syncs.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let mut store = store.clone();
+            s.spawn(move || {
+                for i in 0..EACH {
+                    store.append(&[op(1_000 + i, 0, t)]).expect("append");
+                }
+            });
+        }
+    });
+    let commits = store.commits() - before.0;
+    let fsyncs = syncs.load(std::sync::atomic::Ordering::Relaxed) - before.1;
+    let appends = THREADS * EACH;
+    eprintln!("{appends} concurrent appends: {commits} transactions, {fsyncs} fsyncs");
+    assert_eq!(store.len().unwrap(), appends);
+    assert!(
+        commits * 2 <= appends,
+        "{commits} transactions for {appends} concurrent appends: commits were not grouped"
+    );
+    // Appends one after another each cost a transaction.
+    let mut alone = store.clone();
+    let start = alone.commits();
+    for i in 0..5 {
+        alone.append(&[op(9_000 + i, 0, 99)]).unwrap();
+    }
+    assert_eq!(alone.commits() - start, 5);
+}
+
+#[test]
+fn relaxed_mode_commits_at_once_and_syncs_in_the_background() {
+    let dir = TempDir::new("relaxed");
+    let path = dir.file("s.redb");
+    let config = RedbConfig::new().commit(CommitMode::Relaxed {
+        interval: Duration::from_millis(5),
+    });
+    {
+        let mut store = RedbStorage::open_with(&path, config.clone()).unwrap();
+        for i in 0..20 {
+            store.append(&[op(100 + i, 0, 1)]).unwrap();
+        }
+        store.flush().unwrap();
+        assert_eq!(store.len().unwrap(), 20);
+    }
+    // Dropping the last handle syncs; everything is there.
+    let store = RedbStorage::open_with(&path, config).unwrap();
+    assert_eq!(store.len().unwrap(), 20);
+}
+
+#[test]
+fn a_second_open_of_the_same_file_fails_cleanly() {
+    let dir = TempDir::new("twice");
+    let path = dir.file("s.redb");
+    let _first = RedbStorage::open(&path).unwrap();
+    let second = RedbStorage::open(&path);
+    assert!(
+        matches!(second, Err(StorageError::Backend(_))),
+        "{second:?}"
+    );
+}
+
+fn write_store(path: &std::path::Path, n: usize) -> Vec<Op> {
+    let mut store = RedbStorage::open(path).unwrap();
+    store.set_replica_id(ReplicaId::new(1)).unwrap();
+    let written = ops(1_000, 1, n);
+    for chunk in written.chunks(50) {
+        store.append(chunk).unwrap();
+    }
+    written
+}
+
+/// Opening must give an error or exactly what was written: never a panic, never a part.
+fn open_is_all_or_error(path: &std::path::Path, written: &[Op], what: &str) -> bool {
+    match RedbStorage::open(path) {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.is_empty());
+            false
+        }
+        Ok(store) => {
+            let got: Result<Vec<Op>, _> = store.scan().collect();
+            match got {
+                Err(_) => false,
+                Ok(got) => {
+                    assert_eq!(got.len(), written.len(), "{what}: opened with ops missing");
+                    assert_eq!(got, written, "{what}: opened with different ops");
+                    true
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_foreign_file_is_refused_with_a_clear_error() {
+    let dir = TempDir::new("foreign");
+    let text = dir.file("notes.txt");
+    let content = "these are not the bytes you are looking for\n".repeat(200);
+    std::fs::write(&text, &content).unwrap();
+    let err = RedbStorage::open(&text).unwrap_err();
+    assert!(matches!(err, StorageError::Unreadable(_)), "{err:?}");
+    assert_eq!(
+        std::fs::read(&text).unwrap(),
+        content.as_bytes(),
+        "a refused file is left alone"
+    );
+
+    // A redb database of someone else.
+    let other = dir.file("other.redb");
+    {
+        let db = redb::Database::create(&other).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<'_, u32, u32> = redb::TableDefinition::new("numbers");
+            tx.open_table(def).unwrap().insert(1, 2).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = RedbStorage::open(&other).unwrap_err();
+    assert!(err.to_string().contains("not a weft store"), "{err}");
+
+    // A weft store of a future format version.
+    let future = dir.file("future.redb");
+    drop(RedbStorage::open(&future).unwrap());
+    {
+        let db = redb::Database::open(&future).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = tx.open_table(def).unwrap();
+            meta.insert("format", b"weft-store\x00\x09".as_slice())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = RedbStorage::open(&future).unwrap_err();
+    assert!(err.to_string().contains("format version 9"), "{err}");
+
+    // An empty file is a new store.
+    let empty = dir.file("empty.redb");
+    std::fs::write(&empty, b"").unwrap();
+    assert_eq!(RedbStorage::open(&empty).unwrap().len().unwrap(), 0);
+}
+
+#[test]
+fn a_truncated_file_gives_an_error_not_a_part() {
+    let dir = TempDir::new("trunc");
+    let path = dir.file("s.redb");
+    let written = write_store(&path, 400);
+    let bytes = std::fs::read(&path).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut cuts: Vec<usize> = vec![1, 100, 512, 4096, bytes.len() / 2, bytes.len() - 1];
+    cuts.extend((0..10).map(|_| rng.random_range(1..bytes.len())));
+    let mut opened = 0;
+    for cut in cuts {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        opened += usize::from(open_is_all_or_error(
+            &path,
+            &written,
+            &format!("cut at {cut}"),
+        ));
+    }
+    eprintln!("truncations that still opened whole: {opened}");
+}
+
+#[test]
+fn a_corrupt_file_gives_an_error_not_garbage() {
+    let dir = TempDir::new("corrupt");
+    let path = dir.file("s.redb");
+    let written = write_store(&path, 400);
+    let bytes = std::fs::read(&path).unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut refused, mut harmless) = (0, 0);
+    for round in 0..40 {
+        let mut damaged = bytes.clone();
+        // Flip a few bytes, sometimes in the header, mostly anywhere.
+        for _ in 0..rng.random_range(1..4) {
+            let at = if round % 4 == 0 {
+                rng.random_range(0..4096.min(damaged.len()))
+            } else {
+                rng.random_range(0..damaged.len())
+            };
+            damaged[at] ^= rng.random_range(1..=255u8);
+        }
+        std::fs::write(&path, &damaged).unwrap();
+        if open_is_all_or_error(&path, &written, &format!("round {round}")) {
+            harmless += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    eprintln!("corruptions refused: {refused}, harmless (unused bytes): {harmless}");
+    assert!(refused > 0);
+}
