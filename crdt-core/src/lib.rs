@@ -56,6 +56,7 @@ mod query;
 mod redb_store;
 mod replica;
 mod schema;
+mod snapshot;
 mod state;
 mod storage;
 mod txn;

@@ -11,7 +11,10 @@ use crate::op::SeqContent;
 use crate::query::{Conflict, Query, QueryError, Row, SubscriptionId};
 use crate::schema::{Collection, ConflictPolicy, FieldKind, Schema, kind_name};
 use crate::state::{CollectionState, FieldState, RecordState};
-use crate::{Op, OpId, Payload, ReplicaId, Storage, StorageError, Value, VersionVector, codec};
+use crate::storage::Snapshot;
+use crate::{
+    Op, OpId, Payload, ReplicaId, Storage, StorageError, Value, VersionVector, codec, snapshot,
+};
 
 /// At most this many remote ops wait for missing dependencies; more are rejected, so that a
 /// peer cannot make a replica buffer without bound.
@@ -239,8 +242,22 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             watches: Vec::new(),
             next_seq: 0,
         };
-        let ops: Vec<Op> = replica.storage.scan().collect::<Result<_, _>>()?;
-        for op in &ops {
+        let fingerprint = snapshot::fingerprint(&replica.schema);
+        let image = match replica.storage.snapshot()? {
+            Some(snap) => snapshot::decode(&snap.bytes, &fingerprint).map(|i| (i, snap.position)),
+            None => None,
+        };
+        let replay: Vec<Op> = match image {
+            Some((image, position)) => {
+                replica.install(image);
+                replica
+                    .storage
+                    .ops_appended_after(position)
+                    .collect::<Result<_, _>>()?
+            }
+            None => replica.storage.scan().collect::<Result<_, _>>()?,
+        };
+        for op in &replay {
             let field = validate(&replica.schema, op).map_err(OpenError::Incompatible)?;
             replica.apply_to_state(op, field);
         }
@@ -370,6 +387,71 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             }
         }
         Ok(out)
+    }
+
+    /// A snapshot of the materialized state and the append position it covers, for
+    /// [`Storage::save_snapshot`]: opening the store later loads it and replays only the ops
+    /// appended since. Taking it costs a serialization of the state; saving it can happen on
+    /// another thread through a shared store handle (`RedbStorage::save_snapshot_shared`).
+    pub fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        let collections = self
+            .collections
+            .iter()
+            .map(|(name, c)| {
+                let records = c
+                    .records
+                    .iter()
+                    .map(|(k, r)| (k.clone(), r.clone()))
+                    .collect();
+                (name.clone(), records)
+            })
+            .collect();
+        let image = snapshot::StateImage {
+            fingerprint: snapshot::fingerprint(&self.schema),
+            frontier: self.frontier.clone(),
+            next_seq: self.next_seq,
+            collections,
+        };
+        Ok(Snapshot {
+            position: self.storage.append_position()?,
+            bytes: snapshot::encode(&image),
+        })
+    }
+
+    /// Takes a [`Replica::snapshot`] and saves it in the store.
+    pub fn save_snapshot(&mut self) -> Result<(), StorageError> {
+        let snapshot = self.snapshot()?;
+        self.storage.save_snapshot(&snapshot)
+    }
+
+    /// Installs a decoded snapshot into an empty replica: records, indexes, resolved values.
+    fn install(&mut self, image: snapshot::StateImage) {
+        self.frontier = image.frontier.clone();
+        self.next_seq = image.next_seq;
+        for (name, records) in snapshot::records(image) {
+            let (Some(schema), Some(state)) =
+                (self.schema.get(&name), self.collections.get_mut(&name))
+            else {
+                continue;
+            };
+            for (key, mut record) in records {
+                // Merge handlers are code, not data: rerun them rather than trust stored output.
+                for (i, f) in schema.fields().iter().enumerate() {
+                    if matches!(record.field(i), Some(FieldState::Mv(_))) {
+                        let value = resolve(schema.policy_of(f), f.kind(), &record, i)
+                            .unwrap_or_else(|_| {
+                                record.siblings(i).last().map(|(_, v)| (*v).clone())
+                            });
+                        if record.resolved.len() <= i {
+                            record.resolved.resize(i + 1, None);
+                        }
+                        record.resolved[i] = value;
+                    }
+                }
+                state.records.insert(key.clone(), record);
+                state.index(&key);
+            }
+        }
     }
 
     /// For each replica, the highest timestamp applied from it.

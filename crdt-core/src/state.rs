@@ -8,7 +8,7 @@ use crate::types::{AwSet, LwwRegister, MvRegister, PnCounter};
 use crate::{OpId, ReplicaId, Value};
 
 /// The state of one field.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum FieldState {
     Lww(LwwRegister<OpId, Value>),
     Mv(MvRegister<OpId, Value>),
@@ -37,7 +37,7 @@ impl FieldState {
 }
 
 /// One record: its fields by schema position, the latest delete, and the latest other op.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RecordState {
     pub(crate) fields: Vec<Option<FieldState>>,
     /// The highest delete op; writes below it are hidden.

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use crdt_core::{MemoryStorage, Op, Replica, VersionVector, WriteError};
+use crdt_core::{MemoryStorage, Op, Replica, Storage, VersionVector, WriteError};
 use hlc::ManualClock;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -160,6 +160,7 @@ fn run(seed: u64) -> usize {
                 let (from, to) = pair(&mut replicas, j, i);
                 partial_sync(&mut rng, from, to);
             }
+            9 if rng.random_bool(0.3) => replicas[i].save_snapshot().expect("snapshot"),
             _ => clocks[i].advance(rng.random_range(0..50)),
         }
     }
@@ -197,10 +198,18 @@ fn run(seed: u64) -> usize {
         "delivery order changed the state"
     );
 
-    // Hydration: reopening the store shows the same state.
-    let storage: MemoryStorage = replicas[0].storage().clone();
-    let reopened = Replica::open(storage, late.clone(), schema(), &mut rng).expect("reopen");
-    assert_eq!(snapshot(&reopened), expected, "hydration changed the state");
+    // Hydration: reopening each store (from its snapshot, if one was taken, plus the ops
+    // appended since; else from the whole log) shows the same state.
+    for r in &replicas {
+        let storage: MemoryStorage = r.storage().clone();
+        let had_snapshot = storage.snapshot().expect("snapshot").is_some();
+        let reopened = Replica::open(storage, late.clone(), schema(), &mut rng).expect("reopen");
+        assert_eq!(
+            snapshot(&reopened),
+            expected,
+            "hydration (snapshot: {had_snapshot}) changed the state"
+        );
+    }
     if std::env::var("WEFT_DEBUG").is_ok() {
         eprintln!("{expected}");
     }

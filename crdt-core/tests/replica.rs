@@ -659,3 +659,55 @@ fn reopening_resumes_above_the_stored_high_water_mark_and_keeps_peer_frontiers()
     b.save_peer_frontier(peer, &vv).unwrap();
     assert_eq!(b.peer_frontier(peer).unwrap(), Some(vv));
 }
+
+#[test]
+fn a_snapshot_that_does_not_fit_is_ignored_and_the_log_replayed() {
+    use crdt_core::{Collection, Field, Schema, Snapshot};
+    let clock = ManualClock::new(START_MS);
+    let mut a = replica(&clock, 1);
+    user(&mut a, "u", "Ann");
+    a.save_snapshot().unwrap();
+    a.set("users", "u", "age", 7).unwrap();
+    let expected = snapshot(&a);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+
+    // From the snapshot plus the op after it.
+    let from_snapshot =
+        Replica::open(a.storage().clone(), clock.clone(), schema(), &mut rng).unwrap();
+    assert_eq!(snapshot(&from_snapshot), expected);
+
+    // Corrupt snapshot bytes: ignored, the log is replayed.
+    let mut storage: MemoryStorage = a.storage().clone();
+    let mut bad = storage.snapshot().unwrap().unwrap();
+    bad.bytes.truncate(bad.bytes.len() / 2);
+    storage.save_snapshot(&bad).unwrap();
+    let replayed = Replica::open(storage.clone(), clock.clone(), schema(), &mut rng).unwrap();
+    assert_eq!(snapshot(&replayed), expected);
+    storage
+        .save_snapshot(&Snapshot {
+            position: 0,
+            bytes: vec![9, 9, 9],
+        })
+        .unwrap();
+    let replayed = Replica::open(storage, clock.clone(), schema(), &mut rng).unwrap();
+    assert_eq!(snapshot(&replayed), expected);
+
+    // A schema with another field layout: the snapshot's positions would be wrong; replay.
+    let wider = schema()
+        .collection(Collection::new("extra").field(Field::string("x")))
+        .unwrap();
+    let replayed = Replica::open(a.storage().clone(), clock.clone(), wider, &mut rng).unwrap();
+    assert_eq!(
+        replayed.get("users", "u").unwrap().unwrap().get("age"),
+        Some(&Value::Int(7))
+    );
+    let narrower = Schema::new(1)
+        .collection(
+            Collection::new("users").field(Field::string("name")), // no "age"
+        )
+        .unwrap();
+    assert!(
+        Replica::open(a.storage().clone(), clock.clone(), narrower, &mut rng).is_err(),
+        "ops for fields the schema lacks are an error at open, never silently dropped"
+    );
+}

@@ -16,6 +16,7 @@
 //! Deleted elements stay as tombstones without content.
 
 mod content;
+mod image;
 mod position;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,11 @@ type Pair = (u64, u64);
 ///
 /// Totals saturate at `u64::MAX` per replica and sign; increments past that are lost.
 /// The state keeps no all-zero entries, so equal counters compare equal with `==`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "R: serde::Serialize",
+    deserialize = "R: Ord + serde::Deserialize<'de>"
+))]
 pub struct PnCounter<R> {
     /// Latest cumulative totals per replica. Invariant: no `(0, 0)` value.
     totals: BTreeMap<R, Pair>,

@@ -8,7 +8,7 @@
 /// semilattice join on the whole state, not only on the visible value.
 ///
 /// [`join`]: LwwRegister::join
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LwwRegister<T, V> {
     /// The winning write so far, if any.
     winner: Option<(T, V)>,

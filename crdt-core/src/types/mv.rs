@@ -15,7 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// tag are the same write and carry the same value.
 ///
 /// The superseded set only grows: it is the tombstone set that makes late writes stay hidden.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "T: serde::Serialize, V: serde::Serialize",
+    deserialize = "T: Ord + serde::Deserialize<'de>, V: serde::Deserialize<'de>"
+))]
 pub struct MvRegister<T, V> {
     /// Live writes: tag to value. Invariant: no key is in `superseded`.
     entries: BTreeMap<T, V>,

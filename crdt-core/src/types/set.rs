@@ -16,7 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 ///
 /// Tags are unique per add (in weft a tag is the adding op's id), so a tag names exactly one
 /// element.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "T: serde::Serialize, E: serde::Serialize",
+    deserialize = "T: Ord + serde::Deserialize<'de>, E: Ord + serde::Deserialize<'de>"
+))]
 pub struct AwSet<T, E> {
     /// Element to the tags of its live adds. Invariant: no tag in `removed`, no empty set.
     adds: BTreeMap<E, BTreeSet<T>>,
