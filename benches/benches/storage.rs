@@ -1,0 +1,359 @@
+//! Durable storage: commits per second of weft's redb store against SQLite (WAL,
+//! `synchronous=FULL`, a `WITHOUT ROWID` table keyed like ours) on the same ops in the same run,
+//! with one op per commit, batches of 100 and of 10,000, and eight threads committing one op at
+//! a time; then the time to open a store of 1,000,000 ops.
+//!
+//! `cargo bench -p benches --bench storage [-- --ops N --dir PATH]`. With `--test` (cargo's
+//! smoke mode) every size shrinks. Files go to `--dir` (default: the system temp dir), which
+//! should be on the disk you care about: on tmpfs an fsync costs nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crdt_core::{
+    Collection, Field, Op, OpId, Payload, RedbConfig, RedbStorage, Replica, ReplicaId, Schema,
+    Storage, Value, codec,
+};
+use hlc::{ManualClock, Timestamp};
+use rand::SeedableRng;
+
+struct Args {
+    test: bool,
+    open_ops: u64,
+    dir: PathBuf,
+}
+
+fn parse_args() -> Args {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let test = args.iter().any(|a| a == "--test");
+    let mut parsed = Args {
+        test,
+        open_ops: if test { 20_000 } else { 1_000_000 },
+        dir: std::env::temp_dir(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--ops" => {
+                let v = it.next().expect("--ops needs a value");
+                parsed.open_ops = v.replace('_', "").parse().expect("--ops is a number");
+            }
+            "--dir" => parsed.dir = PathBuf::from(it.next().expect("--dir needs a value")),
+            _ => {}
+        }
+    }
+    parsed
+}
+
+/// The collection the workload writes.
+const COLLECTION: &str = "users";
+
+/// The `i`th op of the workload: a register write to one of 100,000 records.
+fn op(i: u64) -> Op {
+    Op {
+        id: OpId::new(
+            Timestamp::from_u64((1_795_316_400_000 << 16) + i),
+            ReplicaId::new(7),
+        ),
+        schema_version: 1,
+        collection: "users".into(),
+        key: format!("user-{}", i % 100_000),
+        field: "name".into(),
+        deps: Vec::new(),
+        payload: Payload::Write(Value::String(format!("name number {i}"))),
+    }
+}
+
+fn schema() -> Schema {
+    Schema::new(1)
+        .collection(Collection::new("users").field(Field::string("name")))
+        .expect("valid schema")
+}
+
+#[allow(clippy::disallowed_methods, reason = "a benchmark times itself")]
+fn timed(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(root: &Path) -> Self {
+        let dir = root.join(format!("weft-bench-storage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    fn fresh(&self, name: &str) -> PathBuf {
+        let p = self.0.join(name);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+        }
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sqlite(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("sqlite opens");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("full");
+    conn.busy_timeout(Duration::from_secs(60))
+        .expect("busy timeout");
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS ops (id BLOB PRIMARY KEY, op BLOB NOT NULL) WITHOUT ROWID",
+    )
+    .expect("table");
+    conn
+}
+
+fn sqlite_commit(conn: &mut rusqlite::Connection, ops: &[Op]) {
+    let tx = conn.transaction().expect("begin");
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT OR IGNORE INTO ops (id, op) VALUES (?1, ?2)")
+            .expect("prepare");
+        for op in ops {
+            insert
+                .execute((op.id.to_bytes().as_slice(), codec::encode_op(op)))
+                .expect("insert");
+        }
+    }
+    tx.commit().expect("commit");
+}
+
+struct Row {
+    label: String,
+    ops: u64,
+    commits: u64,
+    weft: Duration,
+    sqlite: Duration,
+}
+
+fn commit_rows(args: &Args, scratch: &Scratch) -> Vec<Row> {
+    let shapes: [(&str, u64, u64); 3] = if args.test {
+        [
+            ("1 op per commit", 1, 20),
+            ("100 ops per commit", 100, 5),
+            ("10,000 ops per commit", 10_000, 1),
+        ]
+    } else {
+        [
+            ("1 op per commit", 1, 500),
+            ("100 ops per commit", 100, 200),
+            ("10,000 ops per commit", 10_000, 20),
+        ]
+    };
+    let mut rows = Vec::new();
+    for (label, batch, commits) in shapes {
+        let batches: Vec<Vec<Op>> = (0..commits)
+            .map(|c| (c * batch..(c + 1) * batch).map(op).collect())
+            .collect();
+        let mut store = RedbStorage::open(scratch.fresh("commits.redb")).expect("redb opens");
+        let weft = timed(|| {
+            for b in &batches {
+                store.append(b).expect("append");
+            }
+        });
+        drop(store);
+        let mut conn = sqlite(&scratch.fresh("commits.sqlite"));
+        let sqlite = timed(|| {
+            for b in &batches {
+                sqlite_commit(&mut conn, b);
+            }
+        });
+        rows.push(Row {
+            label: label.into(),
+            ops: batch * commits,
+            commits,
+            weft,
+            sqlite,
+        });
+    }
+    rows.push(concurrent_row(args, scratch));
+    rows
+}
+
+/// Eight threads, each committing one op at a time.
+fn concurrent_row(args: &Args, scratch: &Scratch) -> Row {
+    const THREADS: u64 = 8;
+    let each = if args.test { 5 } else { 150 };
+    let store = RedbStorage::open(scratch.fresh("group.redb")).expect("redb opens");
+    let weft = timed(|| {
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let mut store = store.clone();
+                s.spawn(move || {
+                    for i in 0..each {
+                        store.append(&[op(t * 1_000_000 + i)]).expect("append");
+                    }
+                });
+            }
+        });
+    });
+    let transactions = store.commits();
+    drop(store);
+    let path = scratch.fresh("group.sqlite");
+    drop(sqlite(&path));
+    let sqlite = timed(|| {
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let path = &path;
+                s.spawn(move || {
+                    let mut conn = sqlite(path);
+                    for i in 0..each {
+                        sqlite_commit(&mut conn, &[op(t * 1_000_000 + i)]);
+                    }
+                });
+            }
+        });
+    });
+    Row {
+        label: format!("8 threads, 1 op per commit ({transactions} weft txns)"),
+        ops: THREADS * each,
+        commits: THREADS * each,
+        weft,
+        sqlite,
+    }
+}
+
+fn per_sec(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn open_rows(args: &Args, scratch: &Scratch) {
+    let n = args.open_ops;
+    let path = scratch.fresh("open.redb");
+    let tail = (n / 1_000).max(1);
+    let append = |store: &mut RedbStorage, range: std::ops::Range<u64>| {
+        let mut i = range.start;
+        while i < range.end {
+            let end = (i + 10_000).min(range.end);
+            store
+                .append(&(i..end).map(op).collect::<Vec<_>>())
+                .expect("append");
+            i = end;
+        }
+    };
+    let write = timed(|| {
+        let mut store = RedbStorage::open(&path).expect("redb opens");
+        append(&mut store, 0..n - tail);
+    });
+    let open_replica = || {
+        let store = RedbStorage::open(&path).expect("opens");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        Replica::open(
+            store,
+            ManualClock::new(1_795_316_400_000),
+            schema(),
+            &mut rng,
+        )
+        .expect("replica opens")
+    };
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "\nopening a store of {n} ops ({:.1} MB on disk, written in {:.2} s in batches of 10,000):\n",
+        size as f64 / 1e6,
+        write.as_secs_f64()
+    );
+    println!("| what | time |");
+    println!("|---|---|");
+    let row = |label: &str, d: Duration| println!("| {label} | {:.3} s |", d.as_secs_f64());
+
+    let config = |verify| RedbConfig::new().verify_on_open(verify);
+    row(
+        "store open, checksums verified",
+        timed(|| drop(RedbStorage::open_with(&path, config(true)).expect("opens"))),
+    );
+    row(
+        "store open, unverified",
+        timed(|| drop(RedbStorage::open_with(&path, config(false)).expect("opens"))),
+    );
+    let mut count = 0;
+    row(
+        &format!(
+            "open + read and decode every op (raw log scan, {} ops)",
+            n - tail
+        ),
+        timed(|| {
+            let store = RedbStorage::open(&path).expect("opens");
+            count = store
+                .scan()
+                .inspect(|op| assert!(op.is_ok(), "decodes"))
+                .count();
+        }),
+    );
+    assert_eq!(count as u64, n - tail);
+    let mut replica = None;
+    row(
+        &format!(
+            "Replica::open, replaying every op (no snapshot, {} ops)",
+            n - tail
+        ),
+        timed(|| replica = Some(open_replica())),
+    );
+    let mut replica = replica.expect("opened");
+    let state = replica
+        .query(&crdt_core::Query::new(COLLECTION))
+        .expect("query");
+    let snap_bytes = replica.snapshot().expect("snapshot").bytes.len();
+    row(
+        &format!("Replica::save_snapshot ({:.1} MB)", snap_bytes as f64 / 1e6),
+        timed(|| replica.save_snapshot().expect("saves")),
+    );
+    drop(replica);
+    let mut store = RedbStorage::open(&path).expect("opens");
+    append(&mut store, n - tail..n);
+    drop(store);
+    let mut reopened = None;
+    row(
+        &format!("Replica::open from the snapshot + the {tail} ops after it ({n} ops)"),
+        timed(|| reopened = Some(open_replica())),
+    );
+    let reopened = reopened.expect("opened");
+    assert_eq!(reopened.storage().len().expect("len"), n);
+    let after = reopened
+        .query(&crdt_core::Query::new(COLLECTION))
+        .expect("query");
+    assert!(after.len() >= state.len(), "the snapshot kept every record");
+    assert_eq!(
+        after.len() as u64,
+        n.min(100_000),
+        "one record per key written"
+    );
+}
+
+fn main() {
+    let args = parse_args();
+    let scratch = Scratch::new(&args.dir);
+    println!(
+        "durable commits: weft (redb, fsync per commit, group commit) vs SQLite (WAL, synchronous=FULL)\n"
+    );
+    println!(
+        "| workload | ops | weft commits/s | weft ops/s | SQLite commits/s | SQLite ops/s | weft / SQLite |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in commit_rows(&args, &scratch) {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}x |",
+            r.label,
+            r.ops,
+            per_sec(r.commits, r.weft),
+            per_sec(r.ops, r.weft),
+            per_sec(r.commits, r.sqlite),
+            per_sec(r.ops, r.sqlite),
+            r.sqlite.as_secs_f64() / r.weft.as_secs_f64(),
+        );
+    }
+    open_rows(&args, &scratch);
+}
