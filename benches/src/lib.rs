@@ -7,6 +7,11 @@
 //!   applied locally one committed transaction each, then merged into a fresh replica as remote
 //!   operations; ops per second and heap bytes per op each way, against automerge and yrs, with
 //!   ratios ([`map_workload`]).
+//! - `cargo bench -p benches --bench text`: the editing traces in `../shared/traces` replayed
+//!   keystroke by keystroke, then loaded as a full history into a fresh document; time, encoded
+//!   size and memory against automerge, yrs, loro and diamond-types, with ratios ([`text`]).
+//!   `cargo run --release -p benches --bin trace -- FILE...` replays trace files through weft
+//!   alone and checks their end content.
 //!
 //! Helpers shared by the benchmarks live here.
 
@@ -14,6 +19,8 @@ use std::path::PathBuf;
 
 pub mod alloc;
 pub mod map_workload;
+pub mod sync_peers;
+pub mod text;
 pub mod weft_map;
 
 /// Where criterion keeps its estimates: `$CRITERION_HOME`, else `criterion/` in the cargo
