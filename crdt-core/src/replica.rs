@@ -647,7 +647,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             .and_then(|c| c.records.get(&op.key));
         let field_state = |field: &str| {
             let schema = self.schema.get(&op.collection)?;
-            let index = schema.fields().iter().position(|f| f.name() == field)?;
+            let index = schema.field_index(field)?;
             record?.field(index)
         };
         // Every element of [id, id + len) is in the field or was created in this batch.
@@ -919,11 +919,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             } => {
                 record.deleted = record.deleted.max(Some(op.id));
                 for baseline in sequences {
-                    let Some(i) = schema
-                        .fields()
-                        .iter()
-                        .position(|f| f.name() == baseline.field)
-                    else {
+                    let Some(i) = schema.field_index(&baseline.field) else {
                         continue;
                     };
                     if let Some(state) = record.fields.get_mut(i).and_then(Option::as_mut) {
@@ -933,11 +929,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                     }
                 }
                 for baseline in counters {
-                    let Some(i) = schema
-                        .fields()
-                        .iter()
-                        .position(|f| f.name() == baseline.field)
-                    else {
+                    let Some(i) = schema.field_index(&baseline.field) else {
                         continue;
                     };
                     if let FieldState::Counter(c) =
@@ -1071,9 +1063,7 @@ pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
         .ok_or_else(|| InvalidOp::UnknownCollection(op.collection.clone()))?;
     let field_named = |name: &str| {
         collection
-            .fields()
-            .iter()
-            .position(|f| f.name() == name)
+            .field_index(name)
             .ok_or_else(|| InvalidOp::UnknownField {
                 collection: op.collection.clone(),
                 field: name.to_owned(),

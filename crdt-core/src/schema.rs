@@ -282,6 +282,11 @@ impl Collection {
         &self.name
     }
 
+    /// The schema position of the field named `name`.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
     /// The field named `name`.
     pub fn field_named(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)

@@ -641,17 +641,13 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
 
     fn field_index(&self, collection: &str, field: &str) -> Result<usize, WriteError> {
         let schema = self.replica.collection(collection).map_err(query_error)?.0;
-        schema
-            .fields()
-            .iter()
-            .position(|f| f.name() == field)
-            .ok_or_else(|| {
-                InvalidOp::UnknownField {
-                    collection: collection.to_owned(),
-                    field: field.to_owned(),
-                }
-                .into()
-            })
+        schema.field_index(field).ok_or_else(|| {
+            InvalidOp::UnknownField {
+                collection: collection.to_owned(),
+                field: field.to_owned(),
+            }
+            .into()
+        })
     }
 
     fn live(&self, collection: &str, key: &str) -> Option<&RecordState> {

@@ -26,17 +26,7 @@ use benches::sync_peers::{self, PeerOutcome};
 use crdt_core::{Op, OpId, Payload, ReplicaId, Value};
 use merkle_sync::{Config, Event, Index, Scope, Session};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+use benches::map_workload::SplitMix64 as Rng;
 
 /// `n` ops of about 100 encoded bytes by 8 replicas, in id order.
 fn workload(n: usize) -> Vec<Op> {
