@@ -59,6 +59,11 @@ pub enum Report {
         /// The panic message or type mismatch.
         reason: String,
     },
+    /// Taking or saving an automatic snapshot failed; the commit that triggered it stands.
+    SnapshotFailed {
+        /// Why.
+        reason: String,
+    },
     /// Concurrent writes left several live records with one value of a unique field. Listed by
     /// [`Replica::conflicts`] until resolved.
     UniqueViolated {
@@ -108,6 +113,10 @@ pub struct Replica<S, C> {
     /// The next element number of this replica's dense counter (resumes above the highest
     /// stored one on open).
     pub(crate) next_seq: u64,
+    /// Take a snapshot after this many ops were appended since the last one.
+    auto_snapshot: Option<u64>,
+    /// The append position of the last snapshot taken or loaded.
+    snapshot_at: u64,
 }
 
 struct Subscription {
@@ -241,6 +250,8 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             events: VecDeque::new(),
             watches: Vec::new(),
             next_seq: 0,
+            auto_snapshot: None,
+            snapshot_at: 0,
         };
         let fingerprint = snapshot::fingerprint(&replica.schema);
         let image = match replica.storage.snapshot()? {
@@ -250,6 +261,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         let replay: Vec<Op> = match image {
             Some((image, position)) => {
                 replica.install(image);
+                replica.snapshot_at = position;
                 replica
                     .storage
                     .ops_appended_after(position)
@@ -421,7 +433,38 @@ impl<S: Storage, C: Clock> Replica<S, C> {
     /// Takes a [`Replica::snapshot`] and saves it in the store.
     pub fn save_snapshot(&mut self) -> Result<(), StorageError> {
         let snapshot = self.snapshot()?;
+        self.snapshot_at = snapshot.position;
         self.storage.save_snapshot(&snapshot)
+    }
+
+    /// Takes a snapshot by itself whenever `every` ops have been appended (locally or from
+    /// peers) since the last one, and has the store write it in the background
+    /// ([`Storage::save_snapshot_in_background`]); `None` (the default) turns that off. A
+    /// snapshot that fails does not fail the commit that triggered it: it is reported as
+    /// [`Report::SnapshotFailed`] and tried again after the next commit.
+    pub fn set_auto_snapshot(&mut self, every: Option<u64>) {
+        self.auto_snapshot = every.map(|n| n.max(1));
+    }
+
+    /// After a commit or a remote batch: takes and saves a snapshot if one is due.
+    pub(crate) fn maybe_snapshot(&mut self) {
+        let Some(every) = self.auto_snapshot else {
+            return;
+        };
+        let result = self.storage.append_position().and_then(|position| {
+            if position.saturating_sub(self.snapshot_at) < every {
+                return Ok(());
+            }
+            let snapshot = self.snapshot()?;
+            self.storage.save_snapshot_in_background(snapshot)?;
+            self.snapshot_at = position;
+            Ok(())
+        });
+        if let Err(e) = result {
+            self.events.push_back(Event::Report(Report::SnapshotFailed {
+                reason: e.to_string(),
+            }));
+        }
     }
 
     /// Installs a decoded snapshot into an empty replica: records, indexes, resolved values.
@@ -635,6 +678,9 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 .iter()
                 .map(|op| (op.collection.as_str(), op.key.as_str())),
         );
+        if !batch.is_empty() {
+            self.maybe_snapshot();
+        }
         Ok(outcome)
     }
 

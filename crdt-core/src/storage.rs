@@ -146,6 +146,13 @@ pub trait Storage {
         let _ = snapshot;
         Ok(())
     }
+
+    /// Saves `snapshot` without making the caller wait where the store can: a durable store
+    /// writes it on another thread. The default saves it at once. A failure of an earlier
+    /// background save is returned by the next call.
+    fn save_snapshot_in_background(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        self.save_snapshot(&snapshot)
+    }
 }
 
 /// The in-memory store, for tests and ephemeral replicas. Nothing survives the process.

@@ -679,6 +679,7 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
         let touched: Vec<(String, String)> = self.undo.drain().map(|(k, _)| k).collect();
         self.replica
             .notify(touched.iter().map(|(c, k)| (c.as_str(), k.as_str())));
+        self.replica.maybe_snapshot();
         Ok(())
     }
 

@@ -116,6 +116,8 @@ struct Inner {
     core: Arc<Committer>,
     replica: Mutex<Option<ReplicaId>>,
     flusher: Option<Flusher>,
+    /// The snapshot save running on another thread, if any: at most one at a time.
+    background: Mutex<Option<JoinHandle<Result<(), StorageError>>>>,
 }
 
 struct Flusher {
@@ -176,6 +178,7 @@ impl RedbStorage {
                 core,
                 replica: Mutex::new(replica),
                 flusher,
+                background: Mutex::new(None),
             }),
         })
     }
@@ -216,9 +219,21 @@ impl RedbStorage {
         })
     }
 
-    /// Makes every commit so far durable now. Needed only in [`CommitMode::Relaxed`]; in
-    /// durable mode commits already are.
+    /// Waits for a snapshot being written in the background, then makes every commit so far
+    /// durable now (needed only in [`CommitMode::Relaxed`]; in durable mode commits already
+    /// are). Returns the background write's error, if it failed.
     pub fn flush(&self) -> Result<(), StorageError> {
+        let previous = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(previous) = previous {
+            previous.join().map_err(|_| {
+                StorageError::Backend("the background snapshot writer panicked".into())
+            })??;
+        }
         self.inner.core.flush()
     }
 
@@ -339,6 +354,27 @@ impl Storage for RedbStorage {
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         self.save_snapshot_shared(snapshot)
+    }
+
+    /// Writes the snapshot on another thread through a shared handle (it joins the
+    /// group-commit queue like any write), so the replica keeps committing meanwhile. At most
+    /// one such write runs: this call first waits for the previous one and returns its error.
+    fn save_snapshot_in_background(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let mut slot = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(previous) = slot.take() {
+            previous.join().map_err(|_| {
+                StorageError::Backend("the background snapshot writer panicked".into())
+            })??;
+        }
+        let handle = self.clone();
+        *slot = Some(std::thread::spawn(move || {
+            handle.save_snapshot_shared(&snapshot)
+        }));
+        Ok(())
     }
 }
 
