@@ -55,12 +55,14 @@ mod query;
 #[cfg(feature = "redb")]
 mod redb_store;
 mod replica;
+mod replica_seq;
 mod schema;
 mod snapshot;
 mod state;
 mod storage;
 mod txn;
 mod types;
+mod validate;
 mod value;
 
 pub use error::{ApplyError, Error, InvalidOp, OpenError, RejectReason, WriteError};

@@ -1,20 +1,19 @@
 //! The [`Replica`]: what an application reads and writes, and what sync feeds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hlc::{Clock, ClockedHlc, Config as HlcConfig};
 
-use crate::error::{ApplyError, InvalidOp, OpenError, RejectReason};
-use crate::list::{Anchor, ElemId, SeqChange, Sequence, Side, Unit};
+use crate::error::{ApplyError, OpenError, RejectReason};
+use crate::list::{ElemId, SeqChange};
 use crate::op::SeqContent;
 use crate::query::{Conflict, Query, QueryError, Row, SubscriptionId};
-use crate::schema::{Collection, ConflictPolicy, FieldKind, Schema, kind_name};
+use crate::replica_seq::Created;
+use crate::schema::{Collection, Schema};
 use crate::state::{CollectionState, FieldState, RecordState};
 use crate::storage::Snapshot;
-use crate::{
-    Op, OpId, Payload, ReplicaId, Storage, StorageError, Value, VersionVector, codec, snapshot,
-};
+use crate::validate::{delete_in, resolve, validate};
+use crate::{Op, OpId, Payload, ReplicaId, Storage, StorageError, VersionVector, codec, snapshot};
 
 /// At most this many remote ops wait for missing dependencies; more are rejected, so that a
 /// peer cannot make a replica buffer without bound.
@@ -106,7 +105,7 @@ pub struct Replica<S, C> {
     pub(crate) frontier: VersionVector,
     pending: Pending,
     subscriptions: BTreeMap<SubscriptionId, Subscription>,
-    next_subscription: u64,
+    pub(crate) next_subscription: u64,
     pub(crate) events: VecDeque<Event>,
     /// Watched text and list fields: (watch, collection, key, field).
     pub(crate) watches: Vec<(SubscriptionId, String, String, String)>,
@@ -158,40 +157,6 @@ impl Pending {
             }
         }
         ready
-    }
-}
-
-/// Elements inserted by ops made ready earlier in the same batch: by field (collection, key,
-/// field joined by NUL), the ranges `first element -> end seq`.
-#[derive(Default)]
-struct Created(HashMap<String, BTreeMap<ElemId, u64>>);
-
-fn field_key(collection: &str, key: &str, field: &str) -> String {
-    format!("{collection}\0{key}\0{field}")
-}
-
-impl Created {
-    fn record(&mut self, op: &Op) {
-        if let Payload::SeqInsert { seq, content, .. } = &op.payload {
-            let id = ElemId {
-                replica: op.id.replica,
-                seq: *seq,
-            };
-            self.0
-                .entry(field_key(&op.collection, &op.key, &op.field))
-                .or_default()
-                .insert(id, seq.saturating_add(content.count()));
-        }
-    }
-
-    /// The end of the created range holding `id`, if any.
-    fn range_end(&self, op: &Op, field: &str, id: ElemId) -> Option<u64> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let ranges = self.0.get(&field_key(&op.collection, &op.key, field))?;
-        let (start, &end) = ranges.range(..=id).next_back()?;
-        (start.replica == id.replica && id.seq < end).then_some(end)
     }
 }
 
@@ -684,181 +649,6 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         Ok(outcome)
     }
 
-    /// Whether the elements a text or list op needs are present (stored, or inserted earlier
-    /// in this batch).
-    fn elements_ready(&self, op: &Op, created: &Created) -> bool {
-        let record = self
-            .collections
-            .get(&op.collection)
-            .and_then(|c| c.records.get(&op.key));
-        let field_state = |field: &str| {
-            let schema = self.schema.get(&op.collection)?;
-            let index = schema.field_index(field)?;
-            record?.field(index)
-        };
-        // Every element of [id, id + len) is in the field or was created in this batch.
-        let present = |field: &str, id: ElemId, len: u64| {
-            let state = field_state(field);
-            let mut seq = id.seq;
-            let end = id.seq.saturating_add(len);
-            while seq < end {
-                let probe = ElemId { seq, ..id };
-                let in_state = match state {
-                    Some(FieldState::Text(t)) => t.run_end(probe),
-                    Some(FieldState::List(l)) => l.run_end(probe),
-                    _ => None,
-                };
-                match in_state.or_else(|| created.range_end(op, field, probe)) {
-                    Some(next) => seq = next,
-                    None => return false,
-                }
-            }
-            true
-        };
-        match &op.payload {
-            Payload::SeqInsert { left, right, .. } => [left, right]
-                .into_iter()
-                .flatten()
-                .all(|e| present(&op.field, *e, 1)),
-            Payload::SeqDelete { ranges } => {
-                ranges.iter().all(|(id, n)| present(&op.field, *id, *n))
-            }
-            Payload::Delete { sequences, .. } => sequences
-                .iter()
-                .all(|b| b.ranges.iter().all(|(id, n)| present(&b.field, *id, *n))),
-            _ => true,
-        }
-    }
-
-    /// The content of text `field` of a live record (empty if the record does not exist).
-    pub fn text(&self, collection: &str, key: &str, field: &str) -> Result<String, QueryError> {
-        let (index, record) = self.sequence_field(collection, key, field)?;
-        Ok(record.map(|r| r.text(index)).unwrap_or_default())
-    }
-
-    /// The elements of list `field` of a live record (empty if the record does not exist).
-    pub fn list(&self, collection: &str, key: &str, field: &str) -> Result<Vec<Value>, QueryError> {
-        let (index, record) = self.sequence_field(collection, key, field)?;
-        Ok(record.map(|r| r.list(index)).unwrap_or_default())
-    }
-
-    /// Converts a position in text `field` between code points, UTF-16 units and UTF-8 bytes.
-    /// Past the end clamps to the end; inside a character rounds down to its start.
-    pub fn convert_position(
-        &self,
-        collection: &str,
-        key: &str,
-        field: &str,
-        pos: u64,
-        from: Unit,
-        to: Unit,
-    ) -> Result<u64, QueryError> {
-        let (index, record) = self.sequence_field(collection, key, field)?;
-        Ok(match record.and_then(|r| r.field(index)) {
-            Some(FieldState::Text(t)) => t.convert(pos, from, to),
-            Some(FieldState::List(l)) => pos.min(l.len()),
-            _ => 0,
-        })
-    }
-
-    /// A stable anchor at `pos` of a text or list field, for a cursor or a selection end.
-    pub fn anchor(
-        &self,
-        collection: &str,
-        key: &str,
-        field: &str,
-        pos: u64,
-        side: Side,
-    ) -> Result<Anchor, QueryError> {
-        let (index, record) = self.sequence_field(collection, key, field)?;
-        Ok(match record.and_then(|r| r.field(index)) {
-            Some(FieldState::Text(t)) => t.anchor(pos, side),
-            Some(FieldState::List(l)) => l.anchor(pos, side),
-            _ => Anchor { elem: None, side },
-        })
-    }
-
-    /// Where an anchor is now, in elements; `None` if its element is unknown here.
-    pub fn resolve_anchor(
-        &self,
-        collection: &str,
-        key: &str,
-        field: &str,
-        anchor: Anchor,
-    ) -> Result<Option<u64>, QueryError> {
-        let (index, record) = self.sequence_field(collection, key, field)?;
-        Ok(match record.and_then(|r| r.field(index)) {
-            Some(FieldState::Text(t)) => t.resolve(anchor),
-            Some(FieldState::List(l)) => l.resolve(anchor),
-            _ => Sequence::<String>::default().resolve(anchor),
-        })
-    }
-
-    /// Watches a text or list field: every local or remote change to it is queued as an
-    /// [`Event::SeqChanged`] with positions an editor can apply.
-    pub fn watch(
-        &mut self,
-        collection: &str,
-        key: &str,
-        field: &str,
-    ) -> Result<SubscriptionId, QueryError> {
-        self.sequence_field(collection, key, field)?;
-        let id = SubscriptionId(self.next_subscription);
-        self.next_subscription += 1;
-        self.watches
-            .push((id, collection.to_owned(), key.to_owned(), field.to_owned()));
-        Ok(id)
-    }
-
-    /// Ends a watch. Returns whether it existed.
-    pub fn unwatch(&mut self, id: SubscriptionId) -> bool {
-        let before = self.watches.len();
-        self.watches.retain(|(w, ..)| *w != id);
-        self.watches.len() != before
-    }
-
-    /// Queues `changes` for the watches of a field.
-    pub(crate) fn seq_changed(
-        &mut self,
-        collection: &str,
-        key: &str,
-        field: &str,
-        changes: Vec<SeqChange>,
-    ) {
-        if changes.is_empty() {
-            return;
-        }
-        for (id, c, k, f) in &self.watches {
-            if c == collection && k == key && f == field {
-                self.events.push_back(Event::SeqChanged {
-                    id: *id,
-                    changes: changes.clone(),
-                });
-            }
-        }
-    }
-
-    /// The schema position of a text or list field and its live record, if any.
-    fn sequence_field(
-        &self,
-        collection: &str,
-        key: &str,
-        field: &str,
-    ) -> Result<(usize, Option<&RecordState>), QueryError> {
-        let (schema, state) = self.collection(collection)?;
-        let index = schema
-            .fields()
-            .iter()
-            .position(|f| {
-                f.name() == field && matches!(f.kind(), FieldKind::Text | FieldKind::List(_))
-            })
-            .ok_or_else(|| QueryError::UnknownField {
-                collection: collection.to_owned(),
-                field: field.to_owned(),
-            })?;
-        Ok((index, state.records.get(key).filter(|r| r.is_live())))
-    }
-
     pub(crate) fn collection(
         &self,
         name: &str,
@@ -1098,167 +888,5 @@ fn storage_id<S: Storage, R: rand::Rng + ?Sized>(
             storage.set_replica_id(id)?;
             Ok(id)
         }
-    }
-}
-
-/// Checks an op against the schema; returns the schema position of its field (0 for a
-/// whole-record op).
-pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
-    let collection = schema
-        .get(&op.collection)
-        .ok_or_else(|| InvalidOp::UnknownCollection(op.collection.clone()))?;
-    let field_named = |name: &str| {
-        collection
-            .field_index(name)
-            .ok_or_else(|| InvalidOp::UnknownField {
-                collection: op.collection.clone(),
-                field: name.to_owned(),
-            })
-    };
-    if let Payload::Create = &op.payload {
-        if !op.field.is_empty() {
-            return Err(InvalidOp::Malformed("a record create names a field"));
-        }
-        return Ok(0);
-    }
-    if let Payload::Delete {
-        counters,
-        sequences,
-    } = &op.payload
-    {
-        if !op.field.is_empty() {
-            return Err(InvalidOp::Malformed("a record delete names a field"));
-        }
-        for baseline in counters {
-            let i = field_named(&baseline.field)?;
-            if collection.fields()[i].kind() != &FieldKind::Counter {
-                return Err(type_error(
-                    op,
-                    &collection.fields()[i].kind,
-                    "counter baseline",
-                ));
-            }
-        }
-        for baseline in sequences {
-            let i = field_named(&baseline.field)?;
-            if !matches!(
-                collection.fields()[i].kind(),
-                FieldKind::Text | FieldKind::List(_)
-            ) {
-                return Err(type_error(
-                    op,
-                    &collection.fields()[i].kind,
-                    "text or list baseline",
-                ));
-            }
-        }
-        return Ok(0);
-    }
-    let index = field_named(&op.field)?;
-    let kind = collection.fields()[index].kind();
-    let fits = match (&op.payload, kind) {
-        (Payload::Write(Value::Null), FieldKind::Register(_)) => true,
-        (Payload::Write(v), FieldKind::Register(t)) => t.admits(v),
-        (Payload::Counter { .. }, FieldKind::Counter) => true,
-        (Payload::SetAdd(v) | Payload::SetRemove(v), FieldKind::Set(t)) => t.admits(v),
-        (
-            Payload::SeqInsert {
-                content: SeqContent::Text(s),
-                ..
-            },
-            FieldKind::Text,
-        ) => !s.is_empty(),
-        (
-            Payload::SeqInsert {
-                content: SeqContent::Values(v),
-                ..
-            },
-            FieldKind::List(t),
-        ) => !v.is_empty() && v.iter().all(|x| t.admits(x)),
-        (Payload::SeqDelete { ranges }, FieldKind::Text | FieldKind::List(_)) => {
-            ranges.iter().all(|(_, n)| *n > 0)
-        }
-        _ => false,
-    };
-    if !fits {
-        return Err(type_error(op, kind, payload_name(&op.payload)));
-    }
-    Ok(index)
-}
-
-/// Deletes `[id, id + n)` from a text or list field; the visible changes.
-fn delete_in(state: &mut FieldState, id: ElemId, n: u64) -> Vec<SeqChange> {
-    match state {
-        FieldState::Text(t) => t.delete_remote(id, n),
-        FieldState::List(l) => l.delete_remote(id, n),
-        _ => Vec::new(),
-    }
-}
-
-fn type_error(op: &Op, kind: &FieldKind, found: &str) -> InvalidOp {
-    InvalidOp::Type {
-        collection: op.collection.clone(),
-        field: op.field.clone(),
-        expected: kind_name(kind),
-        found: found.to_owned(),
-    }
-}
-
-fn payload_name(payload: &Payload) -> &'static str {
-    match payload {
-        Payload::Write(v) => v.kind(),
-        Payload::Counter { .. } => "counter update",
-        Payload::SetAdd(v) | Payload::SetRemove(v) => v.kind(),
-        Payload::Delete { .. } => "record delete",
-        Payload::SeqInsert {
-            content: SeqContent::Text(_),
-            ..
-        } => "text insert",
-        Payload::SeqInsert {
-            content: SeqContent::Values(_),
-            ..
-        } => "list insert",
-        Payload::SeqDelete { .. } => "sequence delete",
-        Payload::Create => "record create",
-    }
-}
-
-/// The value a multi-value field shows: for a merge policy the handler's result over the
-/// visible siblings in op id order, otherwise (manual) the last writer's. `Err` carries why
-/// the handler failed; the caller then falls back to last-writer-wins.
-fn resolve(
-    policy: &ConflictPolicy,
-    kind: &FieldKind,
-    record: &RecordState,
-    field: usize,
-) -> Result<Option<Value>, String> {
-    let siblings = record.siblings(field);
-    let values: Vec<&Value> = siblings.iter().map(|(_, v)| *v).collect();
-    match (policy, values.as_slice()) {
-        (_, []) => Ok(None),
-        (ConflictPolicy::Merge(handler), values) if values.len() > 1 => {
-            let merged = catch_unwind(AssertUnwindSafe(|| handler(values))).map_err(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
-                format!("merge handler panicked: {message}")
-            })?;
-            let fits = match kind {
-                FieldKind::Register(t) => merged == Value::Null || t.admits(&merged),
-                _ => false,
-            };
-            if fits {
-                Ok(Some(merged))
-            } else {
-                Err(format!(
-                    "merge handler returned a {}, but the field is a {}",
-                    merged.kind(),
-                    kind_name(kind)
-                ))
-            }
-        }
-        (_, values) => Ok(values.last().map(|v| (*v).clone())),
     }
 }

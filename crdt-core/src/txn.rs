@@ -8,9 +8,10 @@ use crate::error::{InvalidOp, WriteError};
 use crate::list::{ElemId, SeqChange};
 use crate::op::{SeqBaseline, SeqContent};
 use crate::query::{QueryError, Row};
-use crate::replica::{Replica, validate};
+use crate::replica::Replica;
 use crate::schema::{FieldKind, PrimaryKey};
 use crate::state::{FieldState, RecordState};
+use crate::validate::validate;
 use crate::{CounterBaseline, Op, OpId, Payload, Storage, Value, VersionVector};
 
 /// How to take back one local text or list edit.
