@@ -23,6 +23,28 @@ pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
                 field: name.to_owned(),
             })
     };
+    // Element ranges must not wrap around: the sequence does arithmetic on `seq + count`.
+    let ranges_ok = |ranges: &[(ElemId, u64)]| {
+        ranges
+            .iter()
+            .all(|(id, n)| *n > 0 && id.seq.checked_add(*n).is_some())
+    };
+    match &op.payload {
+        Payload::SeqInsert { seq, content, .. } if seq.checked_add(content.count()).is_none() => {
+            return Err(InvalidOp::Malformed("inserted elements' numbers overflow"));
+        }
+        Payload::SeqDelete { ranges } if !ranges_ok(ranges) => {
+            return Err(InvalidOp::Malformed(
+                "a deleted range is empty or overflows",
+            ));
+        }
+        Payload::Delete { sequences, .. } if !sequences.iter().all(|b| ranges_ok(&b.ranges)) => {
+            return Err(InvalidOp::Malformed(
+                "a deleted range is empty or overflows",
+            ));
+        }
+        _ => {}
+    }
     if let Payload::Create = &op.payload {
         if !op.field.is_empty() {
             return Err(InvalidOp::Malformed("a record create names a field"));
@@ -83,9 +105,7 @@ pub(crate) fn validate(schema: &Schema, op: &Op) -> Result<usize, InvalidOp> {
             },
             FieldKind::List(t),
         ) => !v.is_empty() && v.iter().all(|x| t.admits(x)),
-        (Payload::SeqDelete { ranges }, FieldKind::Text | FieldKind::List(_)) => {
-            ranges.iter().all(|(_, n)| *n > 0)
-        }
+        (Payload::SeqDelete { .. }, FieldKind::Text | FieldKind::List(_)) => true,
         _ => false,
     };
     if !fits {

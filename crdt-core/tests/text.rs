@@ -271,3 +271,66 @@ fn reopening_keeps_text_and_never_reuses_element_ids() {
     c.apply_remote(ops).unwrap();
     assert_eq!(body(&c), "abcd");
 }
+
+#[test]
+fn element_numbers_that_would_overflow_are_rejected() {
+    use crdt_core::{ElemId, Op, OpId, RejectReason, ReplicaId, SeqContent};
+    let clock = ManualClock::new(START_MS);
+    let mut r = replica(&clock, 1);
+    note(&mut r, "n");
+    let base = r.ops_since(&VersionVector::new()).unwrap()[0].clone();
+    let hostile = |n: u64, payload| Op {
+        id: OpId::new(
+            hlc::Timestamp::new(START_MS - 1, n as u16).unwrap(),
+            ReplicaId::new(666),
+        ),
+        field: "body".into(),
+        payload,
+        ..base.clone()
+    };
+    let wrap = u64::MAX - 1;
+    let out = r
+        .apply_remote([
+            hostile(
+                1,
+                Payload::SeqInsert {
+                    seq: wrap,
+                    left: None,
+                    right: None,
+                    content: SeqContent::Text("abc".into()),
+                },
+            ),
+            hostile(
+                2,
+                Payload::SeqDelete {
+                    ranges: vec![(
+                        ElemId {
+                            replica: ReplicaId::new(1),
+                            seq: wrap,
+                        },
+                        5,
+                    )],
+                },
+            ),
+            hostile(
+                3,
+                Payload::SeqDelete {
+                    ranges: vec![(
+                        ElemId {
+                            replica: ReplicaId::new(1),
+                            seq: 0,
+                        },
+                        0,
+                    )],
+                },
+            ),
+        ])
+        .unwrap();
+    assert_eq!(out.rejected.len(), 3, "{out:?}");
+    assert!(
+        out.rejected
+            .iter()
+            .all(|(_, why)| matches!(why, RejectReason::Invalid(InvalidOp::Malformed(_))))
+    );
+    assert_eq!(body(&r), "");
+}
