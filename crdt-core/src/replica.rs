@@ -12,7 +12,7 @@ use crate::replica_seq::Created;
 use crate::schema::{Collection, Schema};
 use crate::state::{CollectionState, FieldState, RecordState};
 use crate::storage::Snapshot;
-use crate::validate::{delete_in, resolve, validate};
+use crate::validate::{delete_in, refresh_resolved, validate};
 use crate::{Op, OpId, Payload, ReplicaId, Storage, StorageError, VersionVector, codec, snapshot};
 
 /// At most this many remote ops wait for missing dependencies; more are rejected, so that a
@@ -446,14 +446,8 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 // Merge handlers are code, not data: rerun them rather than trust stored output.
                 for (i, f) in schema.fields().iter().enumerate() {
                     if matches!(record.field(i), Some(FieldState::Mv(_))) {
-                        let value = resolve(schema.policy_of(f), f.kind(), &record, i)
-                            .unwrap_or_else(|_| {
-                                record.siblings(i).last().map(|(_, v)| (*v).clone())
-                            });
-                        if record.resolved.len() <= i {
-                            record.resolved.resize(i + 1, None);
-                        }
-                        record.resolved[i] = value;
+                        // A failure is stale news at open, as in a full replay.
+                        let _ = refresh_resolved(schema.policy_of(f), f.kind(), &mut record, i);
                     }
                 }
                 state.records.insert(key.clone(), record);
@@ -790,22 +784,14 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             if i != field && !matches!(op.payload, Payload::Delete { .. }) {
                 continue;
             }
-            let resolved = resolve(schema.policy_of(f), f.kind(), record, i).map_err(|reason| {
+            if let Err(reason) = refresh_resolved(schema.policy_of(f), f.kind(), record, i) {
                 reports.push(Report::MergeFailed {
                     collection: op.collection.clone(),
                     key: op.key.clone(),
                     field: f.name().to_owned(),
                     reason,
-                })
-            });
-            let resolved = match resolved {
-                Ok(v) => v,
-                Err(()) => record.siblings(i).last().map(|(_, v)| (*v).clone()),
-            };
-            if record.resolved.len() <= i {
-                record.resolved.resize(i + 1, None);
+                });
             }
-            record.resolved[i] = resolved;
         }
         state.index(&op.key);
         self.events.extend(reports.into_iter().map(Event::Report));

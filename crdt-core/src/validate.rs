@@ -151,10 +151,32 @@ pub(crate) fn payload_name(payload: &Payload) -> &'static str {
     }
 }
 
+/// Recomputes and stores the value multi-value field `field` shows. If the merge handler
+/// fails, the field shows the last writer's value and the reason is returned for a report.
+pub(crate) fn refresh_resolved(
+    policy: &ConflictPolicy,
+    kind: &FieldKind,
+    record: &mut RecordState,
+    field: usize,
+) -> Result<(), String> {
+    let (value, failure) = match resolve(policy, kind, record, field) {
+        Ok(value) => (value, None),
+        Err(reason) => (
+            record.siblings(field).last().map(|(_, v)| (*v).clone()),
+            Some(reason),
+        ),
+    };
+    if record.resolved.len() <= field {
+        record.resolved.resize(field + 1, None);
+    }
+    record.resolved[field] = value;
+    failure.map_or(Ok(()), Err)
+}
+
 /// The value a multi-value field shows: for a merge policy the handler's result over the
 /// visible siblings in op id order, otherwise (manual) the last writer's. `Err` carries why
 /// the handler failed; the caller then falls back to last-writer-wins.
-pub(crate) fn resolve(
+fn resolve(
     policy: &ConflictPolicy,
     kind: &FieldKind,
     record: &RecordState,
