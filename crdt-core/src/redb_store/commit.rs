@@ -10,14 +10,14 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use hlc::Timestamp;
 use redb::{Durability, ReadableTable, ReadableTableMetadata};
 
-use super::format::{self, APPENDS, KEY_HIGH_WATER, META, OPS, PEERS, SNAPSHOT, backend};
+use super::format::{self, KEY_HIGH_WATER, LATE, META, OPS, PEERS, SNAPSHOT, backend};
 use crate::StorageError;
 
 /// One writer's request: all or nothing, and merged with the others of its group.
 #[derive(Default)]
 pub(super) struct Batch {
-    /// `(op id bytes, encoded op)`.
-    pub(super) ops: Vec<([u8; 16], Vec<u8>)>,
+    /// `(ops key, encoded op)`.
+    pub(super) ops: Vec<(u128, Vec<u8>)>,
     /// Raise the high-water mark to at least this.
     pub(super) high_water: Option<Timestamp>,
     /// `(peer, encoded frontier)`.
@@ -121,37 +121,41 @@ impl Committer {
         tx.set_durability(durability)
             .map_err(|e| StorageError::Backend(Box::new(e)))?;
         {
+            // Ops appended in id order (the usual case: local commits) touch only the ops
+            // table; an op below the highest stored id is also recorded in `late` with its
+            // position, so that append order can be rebuilt (`RedbStorage::appended_after`).
             let mut ops = tx.open_table(OPS).map_err(backend)?;
-            let position = ops.len().map_err(backend)?;
-            let mut stored = Vec::new();
+            let mut position = ops.len().map_err(backend)?;
+            let mut max = ops.last().map_err(backend)?.map(|(k, _)| k.value());
+            let mut late = Vec::new();
             let mut high_water = None;
             for (_, batch) in group {
                 for (key, bytes) in &batch.ops {
-                    if ops
-                        .insert(key, bytes.as_slice())
-                        .map_err(backend)?
-                        .is_none()
-                    {
-                        stored.extend_from_slice(key);
+                    let stored = ops.insert(*key, bytes.as_slice()).map_err(backend)?;
+                    if stored.is_some() {
+                        continue;
                     }
-                    high_water = high_water.max(Some(timestamp_of(key)));
+                    if max.is_some_and(|m| *key < m) {
+                        late.push((position, *key));
+                    } else {
+                        max = Some(*key);
+                    }
+                    position += 1;
                 }
                 high_water = high_water.max(batch.high_water);
             }
             drop(ops);
-            if !stored.is_empty() {
-                let mut appends = tx.open_table(APPENDS).map_err(backend)?;
-                appends
-                    .insert(position, stored.as_slice())
-                    .map_err(backend)?;
+            if !late.is_empty() {
+                let mut table = tx.open_table(LATE).map_err(backend)?;
+                for (position, key) in late {
+                    table.insert(position, key).map_err(backend)?;
+                }
             }
-            let replica = group.iter().find_map(|(_, b)| b.replica);
-            if let Some(id) = replica {
-                let mut meta = tx.open_table(META).map_err(backend)?;
-                meta.insert(format::KEY_REPLICA, id.to_be_bytes().as_slice())
-                    .map_err(backend)?;
-            }
-            if let Some(ts) = high_water {
+            // The mark in effect is the higher of the stored one and the last op's timestamp,
+            // so appends never write it; only a mark above both is stored.
+            if let Some(ts) = high_water
+                && max.map(format::timestamp_of) < Some(ts)
+            {
                 let mut meta = tx.open_table(META).map_err(backend)?;
                 let current = match meta.get(KEY_HIGH_WATER).map_err(backend)? {
                     Some(v) => Some(format::decode_timestamp(v.value())?),
@@ -161,6 +165,12 @@ impl Committer {
                     meta.insert(KEY_HIGH_WATER, ts.to_bytes().as_slice())
                         .map_err(backend)?;
                 }
+            }
+            let replica = group.iter().find_map(|(_, b)| b.replica);
+            if let Some(id) = replica {
+                let mut meta = tx.open_table(META).map_err(backend)?;
+                meta.insert(format::KEY_REPLICA, id.to_be_bytes().as_slice())
+                    .map_err(backend)?;
             }
             let peers: BTreeMap<u64, &[u8]> = group
                 .iter()
@@ -203,11 +213,4 @@ impl Committer {
         }
         result
     }
-}
-
-/// The timestamp part of an op id's bytes.
-fn timestamp_of(key: &[u8; 16]) -> Timestamp {
-    let mut b = [0; 8];
-    b.copy_from_slice(&key[..8]);
-    Timestamp::from_bytes(b)
 }

@@ -7,10 +7,13 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 use crate::codec::{self, DecodeError};
 use crate::{Op, OpId, ReplicaId, StorageError, VersionVector};
 
-/// Op id (16 sortable bytes) -> the op in the codec's encoding (version byte, then postcard).
-pub(super) const OPS: TableDefinition<'static, [u8; 16], &[u8]> = TableDefinition::new("ops");
-/// Position of a group's first op -> the ids (16 bytes each) of the ops it stored, in order.
-pub(super) const APPENDS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("appends");
+/// Op id (its 16 sortable bytes read as one big-endian integer, so integer order is op id
+/// order) -> the op in the codec's encoding (version byte, then postcard).
+pub(super) const OPS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("ops");
+/// Append position -> the id of the op appended there, for the ops appended *late*: below the
+/// highest id already stored. Every other op was appended in id order, so its position follows
+/// from the ops table alone.
+pub(super) const LATE: TableDefinition<'static, u64, u128> = TableDefinition::new("late");
 /// Small named values: format marker, replica id, high-water mark.
 pub(super) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 /// Peer replica id -> the frontier last exchanged with it (postcard `VersionVector`).
@@ -22,13 +25,29 @@ pub(super) const SNAPSHOT: TableDefinition<'static, u8, &[u8]> = TableDefinition
 pub(super) const KEY_FORMAT: &str = "format";
 /// `META` key of the replica id (8 bytes big-endian).
 pub(super) const KEY_REPLICA: &str = "replica_id";
-/// `META` key of the clock's high-water mark (the timestamp's 8 bytes).
+/// `META` key of the clock's high-water mark (the timestamp's 8 bytes), as raised by
+/// `set_high_water`; the mark in effect is the higher of it and the last op's timestamp.
 pub(super) const KEY_HIGH_WATER: &str = "high_water";
 
 /// The value of `META["format"]`: a magic string and the disk format version.
-pub(super) const FORMAT_MARKER: &[u8] = b"weft-store\x00\x01";
+pub(super) const FORMAT_MARKER: &[u8] = b"weft-store\x00\x02";
 /// What every marker of some version starts with.
 const MARKER_PREFIX: &[u8] = b"weft-store\x00";
+
+/// The `OPS` key of an op id.
+pub(super) fn key(id: OpId) -> u128 {
+    u128::from_be_bytes(id.to_bytes())
+}
+
+/// The op id of an `OPS` key.
+pub(super) fn id_of(key: u128) -> OpId {
+    OpId::from_bytes(key.to_be_bytes())
+}
+
+/// The timestamp part of an `OPS` key.
+pub(super) fn timestamp_of(key: u128) -> Timestamp {
+    id_of(key).ts
+}
 
 /// Creates the tables and the marker in a new database, or checks the marker of an existing
 /// one. Returns an error naming what is wrong with a foreign or future file.
@@ -44,7 +63,7 @@ pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
         let tx = db.begin_write().map_err(backend)?;
         {
             tx.open_table(OPS).map_err(backend)?;
-            tx.open_table(APPENDS).map_err(backend)?;
+            tx.open_table(LATE).map_err(backend)?;
             tx.open_table(PEERS).map_err(backend)?;
             tx.open_table(SNAPSHOT).map_err(backend)?;
             let mut meta = tx.open_table(META).map_err(backend)?;
@@ -73,7 +92,7 @@ pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
             _ => not_weft(),
         });
     }
-    for table in ["ops", "appends", "peers", "snapshot"] {
+    for table in ["ops", "late", "peers", "snapshot"] {
         if !tables.iter().any(|t| t == table) {
             return Err(StorageError::Unreadable(format!(
                 "table `{table}` is missing"
@@ -82,56 +101,36 @@ pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
     }
     // Opening each table with its types checks them.
     read.open_table(OPS).map_err(unreadable)?;
-    read.open_table(APPENDS).map_err(unreadable)?;
+    read.open_table(LATE).map_err(unreadable)?;
     read.open_table(PEERS).map_err(unreadable)?;
     read.open_table(SNAPSHOT).map_err(unreadable)?;
     check_counts(&read)
 }
 
-/// The ops table and the append groups must count the same ops: a cheap structural check
-/// that catches a damaged file early.
+/// Every late op's position must lie inside the log: a cheap structural check that catches
+/// a damaged file early.
 fn check_counts(read: &redb::ReadTransaction) -> Result<(), StorageError> {
     let ops = read
         .open_table(OPS)
         .map_err(backend)?
         .len()
         .map_err(backend)?;
-    let appends = read.open_table(APPENDS).map_err(backend)?;
-    let next = match appends.last().map_err(backend)? {
-        Some((k, v)) => k.value() + group_len(k.value(), v.value())?,
-        None => 0,
-    };
-    if next != ops {
-        return Err(StorageError::Unreadable(format!(
-            "the log holds {ops} ops but its append record counts {next}"
-        )));
+    let late = read.open_table(LATE).map_err(backend)?;
+    let entries = late.len().map_err(backend)?;
+    if let Some((position, _)) = late.last().map_err(backend)? {
+        let position = position.value();
+        if position >= ops || entries > ops {
+            return Err(StorageError::Unreadable(format!(
+                "the log holds {ops} ops but records a late op at position {position}"
+            )));
+        }
     }
     Ok(())
 }
 
-/// How many op ids an `APPENDS` value holds.
-pub(super) fn group_len(position: u64, ids: &[u8]) -> Result<u64, StorageError> {
-    if !ids.len().is_multiple_of(16) {
-        return Err(StorageError::Unreadable(format!(
-            "append record at position {position} is {} bytes, not a multiple of 16",
-            ids.len()
-        )));
-    }
-    Ok((ids.len() / 16) as u64)
-}
-
-/// The op ids of an `APPENDS` value.
-pub(super) fn group_ids(ids: &[u8]) -> impl Iterator<Item = OpId> + '_ {
-    ids.chunks_exact(16).map(|c| {
-        let mut b = [0; 16];
-        b.copy_from_slice(c);
-        OpId::from_bytes(b)
-    })
-}
-
 /// Decodes a stored op and checks it is the one its key names.
-pub(super) fn decode_stored(key: [u8; 16], bytes: &[u8]) -> Result<Op, StorageError> {
-    let id = OpId::from_bytes(key);
+pub(super) fn decode_stored(key: u128, bytes: &[u8]) -> Result<Op, StorageError> {
+    let id = id_of(key);
     let op = codec::decode_op(bytes).map_err(|source| StorageError::Corrupt { id, source })?;
     if op.id != id {
         return Err(StorageError::Corrupt {

@@ -17,10 +17,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hlc::Timestamp;
-use redb::{ReadableDatabase, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use self::commit::{Batch, Committer};
-use self::format::{APPENDS, KEY_HIGH_WATER, KEY_REPLICA, META, OPS, PEERS, SNAPSHOT, backend};
+use self::format::{KEY_HIGH_WATER, KEY_REPLICA, LATE, META, OPS, PEERS, SNAPSHOT, backend};
 use crate::{Op, OpId, OpIter, ReplicaId, Snapshot, Storage, StorageError, VersionVector, codec};
 
 /// When a commit returns.
@@ -192,7 +192,7 @@ impl RedbStorage {
         }
         let ops = ops
             .iter()
-            .map(|op| (op.id.to_bytes(), codec::encode_op(op)))
+            .map(|op| (format::key(op.id), codec::encode_op(op)))
             .collect();
         self.inner.core.submit(Batch {
             ops,
@@ -276,12 +276,12 @@ impl Storage for RedbStorage {
 
     fn contains(&self, id: OpId) -> Result<bool, StorageError> {
         let table = self.read()?.open_table(OPS).map_err(backend)?;
-        Ok(table.get(id.to_bytes()).map_err(backend)?.is_some())
+        Ok(table.get(format::key(id)).map_err(backend)?.is_some())
     }
 
     fn get(&self, id: OpId) -> Result<Option<Op>, StorageError> {
         let table = self.read()?.open_table(OPS).map_err(backend)?;
-        let key = id.to_bytes();
+        let key = format::key(id);
         let found = table.get(key).map_err(backend)?;
         found
             .map(|v| format::decode_stored(key, v.value()))
@@ -301,10 +301,15 @@ impl Storage for RedbStorage {
         table.len().map_err(backend)
     }
 
+    /// The higher of the stored mark and the last op's timestamp (appends do not write the
+    /// mark: the ops table's last key is the highest stored op).
     fn high_water(&self) -> Result<Option<Timestamp>, StorageError> {
-        read_meta(&self.inner.core.db, KEY_HIGH_WATER)?
+        let stored = read_meta(&self.inner.core.db, KEY_HIGH_WATER)?
             .map(|b| format::decode_timestamp(&b))
-            .transpose()
+            .transpose()?;
+        let table = self.read()?.open_table(OPS).map_err(backend)?;
+        let last = table.last().map_err(backend)?;
+        Ok(stored.max(last.map(|(k, _)| format::timestamp_of(k.value()))))
     }
 
     fn set_high_water(&mut self, ts: Timestamp) -> Result<(), StorageError> {
@@ -384,7 +389,7 @@ impl RedbStorage {
         let range = self
             .read()
             .and_then(|r| r.open_table(OPS).map_err(backend))
-            .and_then(|t| t.range::<[u8; 16]>(..).map_err(backend));
+            .and_then(|t| t.range::<u128>(..).map_err(backend));
         let range = match range {
             Ok(range) => range,
             Err(e) => return Box::new(std::iter::once(Err(e))),
@@ -396,7 +401,7 @@ impl RedbStorage {
             };
             let key = k.value();
             if let Some(vv) = &vv
-                && vv.covers(OpId::from_bytes(key))
+                && vv.covers(format::id_of(key))
             {
                 return None;
             }
@@ -404,29 +409,94 @@ impl RedbStorage {
         }))
     }
 
+    /// The ops appended after the first `position`, in append order, rebuilt from the two
+    /// tables: the late ops carry their positions; every other op was appended in id order
+    /// and above everything stored before it, so the ones after `position` are the highest
+    /// `count - position - late ones` ids outside the late set, in id order, filling the
+    /// positions the late ops leave free. Costs a walk over the ops returned, not the log.
     fn appended_after(&self, position: u64) -> Result<OpIter<'_>, StorageError> {
         let read = self.read()?;
-        let appends = read.open_table(APPENDS).map_err(backend)?;
-        let start = match appends.range(..=position).map_err(backend)?.next_back() {
-            Some(entry) => entry.map_err(backend)?.0.value(),
-            None => 0,
-        };
-        let mut ids = Vec::new();
-        for entry in appends.range(start..).map_err(backend)? {
-            let (k, v) = entry.map_err(backend)?;
-            let (first, group) = (k.value(), v.value());
-            format::group_len(first, group)?;
-            let skip = usize::try_from(position.saturating_sub(first)).unwrap_or(usize::MAX);
-            ids.extend(format::group_ids(group).skip(skip));
-        }
         let ops = read.open_table(OPS).map_err(backend)?;
-        Ok(Box::new(ids.into_iter().map(move |id| {
-            let key = id.to_bytes();
-            match ops.get(key).map_err(backend)? {
-                Some(v) => format::decode_stored(key, v.value()),
-                None => Err(StorageError::Unreadable(format!(
-                    "op {id} is in the append record but not in the log"
-                ))),
+        let count = ops.len().map_err(backend)?;
+        let after = count.saturating_sub(position);
+        let mut late = Vec::new();
+        for entry in read
+            .open_table(LATE)
+            .map_err(backend)?
+            .range(position..)
+            .map_err(backend)?
+        {
+            let (p, key) = entry.map_err(backend)?;
+            let p = p.value();
+            // Checked before growing the list: a damaged table cannot make it outgrow the log.
+            if p >= count || late.len() as u64 >= after {
+                return Err(StorageError::Unreadable(format!(
+                    "a late op at position {p} is outside the log of {count} ops"
+                )));
+            }
+            late.push((p, key.value()));
+        }
+        let late_keys: std::collections::HashSet<u128> = late.iter().map(|&(_, k)| k).collect();
+        let in_order = after - late.len() as u64;
+        // The lowest of the ops appended in order after `position`.
+        let mut first = None;
+        if in_order > 0 {
+            let mut seen = 0;
+            for entry in ops.range::<u128>(..).map_err(backend)?.rev() {
+                let key = entry.map_err(backend)?.0.value();
+                if late_keys.contains(&key) {
+                    continue;
+                }
+                seen += 1;
+                if seen == in_order {
+                    first = Some(key);
+                    break;
+                }
+            }
+            if first.is_none() {
+                return Err(StorageError::Unreadable(format!(
+                    "the log holds {count} ops but fewer in append order than its late \
+                     records leave"
+                )));
+            }
+        }
+        let mut in_id_order = match first {
+            Some(first) => Some(ops.range(first..).map_err(backend)?),
+            None => None,
+        };
+        let mut late = late.into_iter().peekable();
+        let mut next_position = position;
+        Ok(Box::new(std::iter::from_fn(move || {
+            if next_position >= count {
+                return None;
+            }
+            let at = next_position;
+            next_position += 1;
+            if let Some((_, key)) = late.next_if(|&(p, _)| p == at) {
+                return Some(match ops.get(key) {
+                    Ok(Some(v)) => format::decode_stored(key, v.value()),
+                    Ok(None) => Err(StorageError::Unreadable(format!(
+                        "op {} is recorded as appended late but is not in the log",
+                        format::id_of(key)
+                    ))),
+                    Err(e) => Err(backend(e)),
+                });
+            }
+            loop {
+                let Some(entry) = in_id_order.as_mut().and_then(Iterator::next) else {
+                    next_position = count;
+                    return Some(Err(StorageError::Unreadable(format!(
+                        "the log ends before append position {at}"
+                    ))));
+                };
+                let (k, v) = match entry {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(backend(e))),
+                };
+                let key = k.value();
+                if !late_keys.contains(&key) {
+                    return Some(format::decode_stored(key, v.value()));
+                }
             }
         })))
     }
