@@ -167,9 +167,11 @@ fn concurrent_commits_share_fsyncs() {
         .open(dir.file("s.redb"))
         .unwrap();
     let syncs = Arc::new(AtomicU64::new(0));
+    let grows = Arc::new(AtomicU64::new(0));
     let backend = CountingBackend {
         inner: redb::backends::FileBackend::new(file).unwrap(),
         syncs: syncs.clone(),
+        grows: grows.clone(),
         sync_delay: Duration::from_millis(3),
     };
     let store = RedbStorage::with_backend(backend, RedbConfig::new()).unwrap();
@@ -196,13 +198,32 @@ fn concurrent_commits_share_fsyncs() {
         commits * 2 <= appends,
         "{commits} transactions for {appends} concurrent appends: commits were not grouped"
     );
-    // Appends one after another each cost a transaction.
+    // Appends one after another each cost a transaction and exactly one fsync (redb's
+    // one-phase commit with checksums), nothing more.
     let mut alone = store.clone();
-    let start = alone.commits();
+    let start = (
+        alone.commits(),
+        syncs.load(std::sync::atomic::Ordering::Relaxed),
+    );
     for i in 0..5 {
         alone.append(&[op(9_000 + i, 0, 99)]).unwrap();
     }
-    assert_eq!(alone.commits() - start, 5);
+    assert_eq!(alone.commits() - start.0, 5);
+    assert_eq!(
+        syncs.load(std::sync::atomic::Ordering::Relaxed) - start.1,
+        5,
+        "one fsync per durable commit"
+    );
+    // A batch of many ops, in order or late, is still one fsync, plus one each time redb
+    // grows the file (it makes the new length durable first; the file doubles, so this is
+    // rare).
+    let load = |n: &AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    let before = (load(&syncs), load(&grows));
+    alone.append(&ops(20_000, 98, 2_000)).unwrap();
+    alone.append(&ops(10, 97, 2_000)).unwrap();
+    let grown = load(&grows) - before.1;
+    eprintln!("two commits of 2,000 ops: the file grew {grown} times");
+    assert_eq!(load(&syncs) - before.0, 2 + grown);
 }
 
 #[test]

@@ -63,12 +63,13 @@ pub fn ops(ms: u64, replica: u64, n: usize) -> Vec<Op> {
     (0..n).map(|i| op(ms + i as u64, 0, replica)).collect()
 }
 
-/// A file backend that counts `sync_data` calls and may sleep in each (to make concurrent
-/// committers queue up deterministically enough).
+/// A file backend that counts `sync_data` calls and the times the file grows, and may sleep
+/// in each sync (to make concurrent committers queue up deterministically enough).
 #[derive(Debug)]
 pub struct CountingBackend {
     pub inner: redb::backends::FileBackend,
     pub syncs: Arc<AtomicU64>,
+    pub grows: Arc<AtomicU64>,
     pub sync_delay: std::time::Duration,
 }
 
@@ -80,6 +81,9 @@ impl StorageBackend for CountingBackend {
         self.inner.read(offset, out)
     }
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        if len > self.inner.len()? {
+            self.grows.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> Result<(), io::Error> {
