@@ -49,6 +49,14 @@ pub fn encode_op(op: &Op) -> Vec<u8> {
         .expect("postcard cannot fail to serialize an Op into a Vec")
 }
 
+/// Appends the encoding of one op ([`encode_op`]) to `out`, so that many ops can share one
+/// buffer (the durable store encodes a commit's ops back to back).
+pub(crate) fn encode_op_into(op: &Op, out: &mut Vec<u8>) {
+    out.push(FORMAT_VERSION);
+    *out = postcard::to_extend(op, std::mem::take(out))
+        .expect("postcard cannot fail to serialize an Op into a Vec");
+}
+
 /// Decodes one op encoded by [`encode_op`], rejecting trailing bytes.
 pub fn decode_op(bytes: &[u8]) -> Result<Op, DecodeError> {
     let body = check_header(bytes)?;

@@ -16,8 +16,10 @@ use crate::StorageError;
 /// One writer's request: all or nothing, and merged with the others of its group.
 #[derive(Default)]
 pub(super) struct Batch {
-    /// `(ops key, encoded op)`.
-    pub(super) ops: Vec<(u128, Vec<u8>)>,
+    /// `(ops key, end of its encoding in `encoded`)`, in append order.
+    pub(super) ops: Vec<(u128, usize)>,
+    /// The ops' encodings, back to back.
+    pub(super) encoded: Vec<u8>,
     /// Raise the high-water mark to at least this.
     pub(super) high_water: Option<Timestamp>,
     /// `(peer, encoded frontier)`.
@@ -130,15 +132,18 @@ impl Committer {
             let mut late = Vec::new();
             let mut high_water = None;
             for (_, batch) in group {
-                for (key, bytes) in &batch.ops {
-                    let stored = ops.insert(*key, bytes.as_slice()).map_err(backend)?;
+                let mut start = 0;
+                for &(key, end) in &batch.ops {
+                    let bytes = &batch.encoded[start..end];
+                    start = end;
+                    let stored = ops.insert(key, bytes).map_err(backend)?;
                     if stored.is_some() {
                         continue;
                     }
-                    if max.is_some_and(|m| *key < m) {
-                        late.push((position, *key));
+                    if max.is_some_and(|m| key < m) {
+                        late.push((position, key));
                     } else {
-                        max = Some(*key);
+                        max = Some(key);
                     }
                     position += 1;
                 }

@@ -190,12 +190,17 @@ impl RedbStorage {
         if ops.is_empty() {
             return Ok(());
         }
+        let mut encoded = Vec::with_capacity(ops.len() * 64);
         let ops = ops
             .iter()
-            .map(|op| (format::key(op.id), codec::encode_op(op)))
+            .map(|op| {
+                codec::encode_op_into(op, &mut encoded);
+                (format::key(op.id), encoded.len())
+            })
             .collect();
         self.inner.core.submit(Batch {
             ops,
+            encoded,
             ..Batch::default()
         })
     }
