@@ -334,6 +334,24 @@ fn a_foreign_file_is_refused_with_a_clear_error() {
     }
     let err = RedbStorage::open(&future).unwrap_err();
     assert!(err.to_string().contains("format version 9"), "{err}");
+    // And one of the earlier format 1 (`appends` records, byte-array keys).
+    {
+        let db = redb::Database::open(&future).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = tx.open_table(def).unwrap();
+            meta.insert("format", b"weft-store\x00\x01".as_slice())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = RedbStorage::open(&future).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("format version 1; this build reads version 2"),
+        "{err}"
+    );
 
     // An empty file is a new store.
     let empty = dir.file("empty.redb");

@@ -1,7 +1,9 @@
 //! The embedded durable store: [`RedbStorage`], the op log in a redb file.
 //!
-//! Ops are keyed by their 16-byte sortable [`OpId`](crate::OpId), so the log reads back in op
-//! id order; values are the codec's op encoding. Every write (ops, high-water mark, peer
+//! Ops are keyed by their [`OpId`](crate::OpId) read as a big-endian `u128`, so the log reads
+//! back in op id order; values are the codec's op encoding. Only ops appended below the highest
+//! stored id are also recorded, with their append position: every other op's position follows
+//! from the ops table, so a commit of ops in id order writes one table. Every write (ops, high-water mark, peer
 //! frontiers, snapshot) goes through one group-commit queue: the first writer to find no commit
 //! in progress commits everything queued in one transaction, so concurrent commits share one
 //! fsync. `docs/design.md` ("Storage") has the whole picture, `docs/wire-format.md` the bytes.
