@@ -1,7 +1,8 @@
 //! Durable storage: commits per second of weft's redb store against SQLite (WAL,
 //! `synchronous=FULL`, a `WITHOUT ROWID` table keyed like ours) on the same ops in the same run,
 //! with one op per commit, batches of 100 and of 10,000, and eight threads committing one op at
-//! a time; then the time to open a store of 1,000,000 ops.
+//! a time; then the time to open a store of 1,000,000 ops. The two systems take turns in rounds
+//! so that both see the same machine load.
 //!
 //! `cargo bench -p benches --bench storage [-- --ops N --dir PATH]`. With `--test` (cargo's
 //! smoke mode) every size shrinks. Files go to `--dir` (default: the system temp dir), which
@@ -154,24 +155,32 @@ fn commit_rows(args: &Args, scratch: &Scratch) -> Vec<Row> {
             ("10,000 ops per commit", 10_000, 20),
         ]
     };
+    // The machine may be shared: weft and SQLite take turns, in rounds, on the same stores,
+    // so that both see the same load; each row sums its rounds.
+    const ROUNDS: u64 = 4;
     let mut rows = Vec::new();
     for (label, batch, commits) in shapes {
         let batches: Vec<Vec<Op>> = (0..commits)
             .map(|c| (c * batch..(c + 1) * batch).map(op).collect())
             .collect();
         let mut store = RedbStorage::open(scratch.fresh("commits.redb")).expect("redb opens");
-        let weft = timed(|| {
-            for b in &batches {
-                store.append(b).expect("append");
-            }
-        });
-        drop(store);
         let mut conn = sqlite(&scratch.fresh("commits.sqlite"));
-        let sqlite = timed(|| {
-            for b in &batches {
-                sqlite_commit(&mut conn, b);
-            }
-        });
+        let (mut weft, mut sqlite) = (Duration::ZERO, Duration::ZERO);
+        let per_round = batches.len().div_ceil(ROUNDS as usize);
+        for round in batches.chunks(per_round) {
+            weft += timed(|| {
+                for b in round {
+                    store.append(b).expect("append");
+                }
+            });
+            sqlite += timed(|| {
+                for b in round {
+                    sqlite_commit(&mut conn, b);
+                }
+            });
+        }
+        drop(store);
+        drop(conn);
         rows.push(Row {
             label: label.into(),
             ops: batch * commits,
@@ -184,46 +193,51 @@ fn commit_rows(args: &Args, scratch: &Scratch) -> Vec<Row> {
     rows
 }
 
-/// Eight threads, each committing one op at a time.
+/// Eight threads, each committing one op at a time; weft and SQLite take turns in rounds.
 fn concurrent_row(args: &Args, scratch: &Scratch) -> Row {
     const THREADS: u64 = 8;
-    let each = if args.test { 5 } else { 150 };
+    const ROUNDS: u64 = 3;
+    let each = if args.test { 6 } else { 150 };
     let store = RedbStorage::open(scratch.fresh("group.redb")).expect("redb opens");
-    let weft = timed(|| {
-        std::thread::scope(|s| {
-            for t in 0..THREADS {
-                let mut store = store.clone();
-                s.spawn(move || {
-                    for i in 0..each {
-                        store.append(&[op(t * 1_000_000 + i)]).expect("append");
-                    }
-                });
-            }
-        });
-    });
-    let transactions = store.commits();
-    drop(store);
     let path = scratch.fresh("group.sqlite");
     drop(sqlite(&path));
-    let sqlite = timed(|| {
-        std::thread::scope(|s| {
-            for t in 0..THREADS {
-                let path = &path;
-                s.spawn(move || {
-                    let mut conn = sqlite(path);
-                    for i in 0..each {
-                        sqlite_commit(&mut conn, &[op(t * 1_000_000 + i)]);
-                    }
-                });
-            }
+    let mut conns: Vec<rusqlite::Connection> = (0..THREADS).map(|_| sqlite(&path)).collect();
+    let (mut weft, mut sqlite_time) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..ROUNDS {
+        let ids = round * each / ROUNDS..(round + 1) * each / ROUNDS;
+        weft += timed(|| {
+            std::thread::scope(|s| {
+                for t in 0..THREADS {
+                    let mut store = store.clone();
+                    let ids = ids.clone();
+                    s.spawn(move || {
+                        for i in ids {
+                            store.append(&[op(t * 1_000_000 + i)]).expect("append");
+                        }
+                    });
+                }
+            });
         });
-    });
+        sqlite_time += timed(|| {
+            std::thread::scope(|s| {
+                for (t, conn) in (0..THREADS).zip(conns.iter_mut()) {
+                    let ids = ids.clone();
+                    s.spawn(move || {
+                        for i in ids {
+                            sqlite_commit(conn, &[op(t * 1_000_000 + i)]);
+                        }
+                    });
+                }
+            });
+        });
+    }
+    let transactions = store.commits();
     Row {
         label: format!("8 threads, 1 op per commit ({transactions} weft txns)"),
         ops: THREADS * each,
         commits: THREADS * each,
         weft,
-        sqlite,
+        sqlite: sqlite_time,
     }
 }
 
