@@ -409,3 +409,24 @@ fn a_corrupt_file_gives_an_error_not_garbage() {
     eprintln!("corruptions refused: {refused}, harmless (unused bytes): {harmless}");
     assert!(refused > 0);
 }
+
+/// A new store is created under a temporary name and renamed into place: a creation killed
+/// half-way (here: a stale, unfinished temporary file) never leaves a file that cannot open.
+#[test]
+fn a_new_store_is_created_whole_or_not_at_all() {
+    let dir = TempDir::new("create");
+    let path = dir.file("s.redb");
+    let creating = dir.file("s.redb.creating");
+    std::fs::write(&creating, [0u8; 4096]).unwrap();
+    {
+        let mut store = RedbStorage::open(&path).unwrap();
+        store.append(&ops(100, 1, 3)).unwrap();
+    }
+    assert!(!creating.exists(), "the temporary file is gone");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["s.redb"]);
+    assert_eq!(RedbStorage::open(&path).unwrap().len().unwrap(), 3);
+}

@@ -128,13 +128,18 @@ fn replay() {
     }
 }
 
-/// `cargo test -p crdt-core --test durable_format -- --ignored`.
+/// `cargo test -p crdt-core --test durable_format -- --ignored` (`WEFT_RUNS=n` to choose).
 #[test]
 #[ignore]
 fn append_order_many_seeds() {
-    for seed in 1_000..3_000 {
+    let runs = std::env::var("WEFT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000u64);
+    for seed in 1_000..1_000 + runs {
         run(seed);
     }
+    eprintln!("{runs} append-order runs");
 }
 
 #[test]

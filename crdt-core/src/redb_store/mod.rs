@@ -135,8 +135,20 @@ impl RedbStorage {
     }
 
     /// [`RedbStorage::open`] with a configuration.
+    ///
+    /// A new store is created whole or not at all: it is built under a temporary name next to
+    /// `path` (`<path>.creating`) and renamed into place once its tables exist, so a process
+    /// killed while creating it leaves no half-made file that could never be opened.
     pub fn open_with(path: impl AsRef<Path>, config: RedbConfig) -> Result<Self, StorageError> {
         let path = path.as_ref();
+        let fresh = match std::fs::metadata(path) {
+            Ok(meta) => meta.len() == 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(StorageError::Backend(Box::new(e))),
+        };
+        if fresh {
+            create_whole(path, &config)?;
+        }
         let builder = builder(&config);
         Self::start(|| builder.create(path), config)
     }
@@ -544,6 +556,37 @@ impl Drop for Inner {
         // Relaxed mode: a clean close loses nothing.
         let _ = self.core.flush();
     }
+}
+
+/// Creates an empty store at `path` under a temporary name, then renames it into place and
+/// syncs the directory, so that the new name (and with it every later commit) survives a
+/// power cut.
+fn create_whole(path: &Path, config: &RedbConfig) -> Result<(), StorageError> {
+    let io = |e: std::io::Error| StorageError::Backend(Box::new(e));
+    let mut creating = path.as_os_str().to_owned();
+    creating.push(".creating");
+    let creating = std::path::PathBuf::from(creating);
+    // Left by a creation that was killed: it never held a commit.
+    match std::fs::remove_file(&creating) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    {
+        let db = builder(config).create(&creating).map_err(open_error)?;
+        format::init_or_check(&db)?;
+    }
+    std::fs::rename(&creating, path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 fn builder(config: &RedbConfig) -> redb::Builder {
