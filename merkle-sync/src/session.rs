@@ -433,11 +433,12 @@ impl Session {
         // Everything above the peer's frontier, at once.
         let above = index.above(&self.scope, &h.frontier);
         let pushed: u64 = above.iter().map(|(_, k)| k.len() as u64).sum();
-        self.outgoing.extend(
-            above
-                .iter()
-                .flat_map(|(_, keys)| keys.iter().map(|k| OpId::from_bytes(*k))),
-        );
+        // Built in bulk (a sorted build, then a merge): a push can be the whole log.
+        let mut push: BTreeSet<OpId> = above
+            .iter()
+            .flat_map(|(_, keys)| keys.iter().map(|k| OpId::from_bytes(*k)))
+            .collect();
+        self.outgoing.append(&mut push);
         // If the peer holds exactly what we hold below its frontier, the push completes it
         // and we lack nothing.
         let count = index.count(&self.scope);
@@ -607,13 +608,11 @@ impl Session {
         let mut body = Vec::new();
         let mut count = 0;
         while let Some(&id) = self.outgoing.first() {
-            let op = source.op(id)?.ok_or(SessionError::Missing(id))?;
-            let encoded = crdt_core::codec::encode_op(&op);
-            let bytes = encoded.get(1..).unwrap_or_default();
+            let bytes = source.encoded(id)?.ok_or(SessionError::Missing(id))?;
             if count > 0 && body.len() + bytes.len() > self.config.max_frame_bytes {
                 break;
             }
-            body.extend_from_slice(bytes);
+            body.extend_from_slice(&bytes);
             count += 1;
             self.outgoing.pop_first();
         }

@@ -252,10 +252,11 @@ impl Trie {
         if excluded.is_empty() {
             return Some(*self.digest_of(r));
         }
-        if r & LEAF != 0 {
-            let key = self.key_of(r);
-            return (!excluded.contains(key)).then(|| *self.digest_of(r));
+        if excluded.len() as u64 >= self.count_of(r) {
+            // Every key below is excluded (they are all held): the whole subtree goes.
+            return None;
         }
+        // A leaf has a count of 1, so only inner nodes get here.
         let n = &self.inner[r as usize];
         let split = excluded.partition_point(|k| bit(k, n.bit) == 0);
         let (l, rr) = excluded.split_at(split);
