@@ -163,6 +163,8 @@ pub struct Session {
     retries: u32,
     progress_mark: (Digest, Option<Digest>),
     next_sketch_id: u64,
+    /// The highest id of a peer sketch seen (0: none).
+    last_sketch_in: u64,
     /// The sketch we send: id, cut, and our root when it began.
     sketch_out: Option<(u64, VersionVector, Digest)>,
     decoding: Option<Decoding>,
@@ -192,6 +194,7 @@ impl Session {
             retries: 0,
             progress_mark: (root, None),
             next_sketch_id: 1,
+            last_sketch_in: 0,
             sketch_out: None,
             decoding: None,
             sketch_failures: 0,
@@ -493,10 +496,15 @@ impl Session {
         symbols: &[Symbol],
         index: &Index,
     ) -> Result<(), SessionError> {
-        if self.decoding.as_ref().is_none_or(|d| d.id != id) {
-            if start != 0 {
-                return Ok(());
-            }
+        // Sketch ids only grow: a chunk of an older sketch, or of the one just decoded or
+        // dropped, is stale. A newer one begins decoding, whichever chunk comes first (chunks
+        // ahead of chunk 0 wait in the stash, bounded like any other gap).
+        let current = self.decoding.as_ref().map(|d| d.id);
+        if id < self.last_sketch_in || (id == self.last_sketch_in && current != Some(id)) {
+            return Ok(());
+        }
+        if current != Some(id) {
+            self.last_sketch_in = id;
             self.decoding = Some(Decoding {
                 id,
                 local_root: index.root(&self.scope),
