@@ -578,12 +578,15 @@ impl Session {
             let Some(d) = self.decoding.take() else {
                 return Ok(());
             };
+            // Ops that arrived meanwhile are not asked for; if none did (the root is as it was
+            // when decoding began), the lookups are skipped: they cost a cache miss a level.
+            let changed = index.root(&self.scope) != d.local_root;
             let mut want: Vec<OpId> = d
                 .decoder
                 .remote_only
                 .iter()
                 .map(|k: &Key| OpId::from_bytes(*k))
-                .filter(|id| index.find(&self.scope, *id).is_none())
+                .filter(|id| !changed || index.find(&self.scope, *id).is_none())
                 .collect();
             want.sort();
             for chunk in want.chunks(self.config.max_frame_bytes / 16 + 1) {
