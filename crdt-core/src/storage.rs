@@ -1,6 +1,8 @@
 //! Where the op log lives: the [`Storage`] trait and the in-memory store.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use hlc::Timestamp;
 
@@ -68,6 +70,19 @@ pub trait Storage {
 
     /// The stored op with this id.
     fn get(&self, id: OpId) -> Result<Option<Op>, StorageError>;
+
+    /// The stored op with this id in its encoding ([`crate::codec::encode_op`] without the
+    /// leading format-version byte: postcard, as an op batch holds it), for a sync session
+    /// that only copies ops onto the wire. The default encodes [`Storage::get`]'s op; a store
+    /// that keeps ops encoded returns its bytes (after checking that they decode, if they may
+    /// be corrupt: a peer must not be sent bad bytes from a bad disk).
+    fn get_encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, StorageError> {
+        Ok(self.get(id)?.map(|op| {
+            let mut bytes = crate::codec::encode_op(&op);
+            bytes.remove(0);
+            Cow::Owned(bytes)
+        }))
+    }
 
     /// Every stored op, in [`OpId`] order (hydration).
     fn scan(&self) -> OpIter<'_>;
@@ -157,16 +172,25 @@ pub trait Storage {
 
 /// The in-memory store, for tests and ephemeral replicas. Nothing survives the process.
 ///
-/// Ops are kept encoded, back to back in one buffer, with an index from [`OpId`] to offset:
-/// about the encoded size plus 30 bytes an op.
+/// Ops are kept encoded, back to back in one buffer, with an index from [`OpId`] to offset and
+/// length and a per-replica index of timestamps (so [`Storage::ops_after`] reads only what it
+/// returns): about the encoded size plus 60 bytes an op.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStorage {
     replica_id: Option<ReplicaId>,
     bytes: Vec<u8>,
-    index: BTreeMap<OpId, u32>,
+    index: BTreeMap<OpId, Span>,
+    by_replica: BTreeMap<ReplicaId, BTreeSet<Timestamp>>,
     high_water: Option<Timestamp>,
     peers: BTreeMap<ReplicaId, VersionVector>,
     snapshot: Option<Snapshot>,
+}
+
+/// Where an op's encoding sits in [`MemoryStorage`]'s buffer.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    offset: u32,
+    len: u32,
 }
 
 impl MemoryStorage {
@@ -180,13 +204,24 @@ impl MemoryStorage {
         self.bytes.len()
     }
 
-    fn decode_at(&self, id: OpId, offset: u32) -> Result<Op, StorageError> {
-        let corrupt = |source| StorageError::Corrupt { id, source };
-        let start = usize::try_from(offset).map_err(|_| corrupt(DecodeError::Empty))?;
-        let rest = self.bytes.get(start..).ok_or(corrupt(DecodeError::Empty))?;
-        postcard::take_from_bytes::<Op>(rest)
-            .map(|(op, _)| op)
-            .map_err(|e| corrupt(e.into()))
+    fn bytes_at(&self, id: OpId, span: Span) -> Result<&[u8], StorageError> {
+        let corrupt = || StorageError::Corrupt {
+            id,
+            source: DecodeError::Empty,
+        };
+        let start = usize::try_from(span.offset).map_err(|_| corrupt())?;
+        let len = usize::try_from(span.len).map_err(|_| corrupt())?;
+        self.bytes
+            .get(start..start.saturating_add(len))
+            .ok_or_else(corrupt)
+    }
+
+    fn decode_at(&self, id: OpId, span: Span) -> Result<Op, StorageError> {
+        let bytes = self.bytes_at(id, span)?;
+        postcard::from_bytes::<Op>(bytes).map_err(|e| StorageError::Corrupt {
+            id,
+            source: e.into(),
+        })
     }
 }
 
@@ -205,16 +240,24 @@ impl Storage for MemoryStorage {
             StorageError::Backend("the in-memory store is limited to 4 GiB of encoded ops".into())
         };
         let mut buf = Vec::new();
-        let mut offsets = Vec::with_capacity(ops.len());
+        let mut spans = Vec::with_capacity(ops.len());
         for op in ops {
             let offset = u32::try_from(self.bytes.len() + buf.len()).map_err(|_| too_big())?;
-            offsets.push(offset);
+            let before = buf.len();
             buf = postcard::to_extend(op, buf).map_err(|e| StorageError::Backend(Box::new(e)))?;
+            let len = u32::try_from(buf.len() - before).map_err(|_| too_big())?;
+            spans.push(Span { offset, len });
         }
         u32::try_from(self.bytes.len() + buf.len()).map_err(|_| too_big())?;
         self.bytes.extend_from_slice(&buf);
-        for (op, offset) in ops.iter().zip(offsets) {
-            self.index.entry(op.id).or_insert(offset);
+        for (op, span) in ops.iter().zip(spans) {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.index.entry(op.id) {
+                e.insert(span);
+                self.by_replica
+                    .entry(op.id.replica)
+                    .or_default()
+                    .insert(op.id.ts);
+            }
         }
         if let Some(max) = ops.iter().map(|op| op.id.ts).max() {
             self.set_high_water(max)?;
@@ -229,7 +272,15 @@ impl Storage for MemoryStorage {
     fn get(&self, id: OpId) -> Result<Option<Op>, StorageError> {
         self.index
             .get(&id)
-            .map(|&offset| self.decode_at(id, offset))
+            .map(|&span| self.decode_at(id, span))
+            .transpose()
+    }
+
+    /// The bytes this store encoded itself on [`Storage::append`], borrowed.
+    fn get_encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, StorageError> {
+        self.index
+            .get(&id)
+            .map(|&span| self.bytes_at(id, span).map(Cow::Borrowed))
             .transpose()
     }
 
@@ -237,18 +288,28 @@ impl Storage for MemoryStorage {
         Box::new(
             self.index
                 .iter()
-                .map(|(&id, &offset)| self.decode_at(id, offset)),
+                .map(|(&id, &span)| self.decode_at(id, span)),
         )
     }
 
+    /// Reads only the ops it returns (plus a sort): O(k log k) for k ops above `vv`.
     fn ops_after(&self, vv: &VersionVector) -> OpIter<'_> {
-        let vv = vv.clone();
-        Box::new(
-            self.index
-                .iter()
-                .filter(move |(id, _)| !vv.covers(**id))
-                .map(|(&id, &offset)| self.decode_at(id, offset)),
-        )
+        let mut ids: Vec<OpId> = Vec::new();
+        for (&replica, stamps) in &self.by_replica {
+            let above = match vv.get(replica) {
+                Some(ts) => stamps.range((Bound::Excluded(ts), Bound::Unbounded)),
+                None => stamps.range(..),
+            };
+            ids.extend(above.map(|&ts| OpId::new(ts, replica)));
+        }
+        ids.sort_unstable();
+        Box::new(ids.into_iter().map(|id| {
+            let span = self.index.get(&id).copied().ok_or(StorageError::Corrupt {
+                id,
+                source: DecodeError::Empty,
+            })?;
+            self.decode_at(id, span)
+        }))
     }
 
     fn len(&self) -> Result<u64, StorageError> {
@@ -279,14 +340,18 @@ impl Storage for MemoryStorage {
 
     fn ops_appended_after(&self, position: u64) -> OpIter<'_> {
         // The buffer holds ops in append order; an op appended twice keeps its first offset.
-        let mut order: Vec<(u32, OpId)> = self.index.iter().map(|(&id, &o)| (o, id)).collect();
+        let mut order: Vec<(u32, u32, OpId)> = self
+            .index
+            .iter()
+            .map(|(&id, s)| (s.offset, s.len, id))
+            .collect();
         order.sort_unstable();
         let skip = usize::try_from(position).unwrap_or(usize::MAX);
         Box::new(
             order
                 .into_iter()
                 .skip(skip)
-                .map(|(offset, id)| self.decode_at(id, offset)),
+                .map(|(offset, len, id)| self.decode_at(id, Span { offset, len })),
         )
     }
 
@@ -297,5 +362,97 @@ impl Storage for MemoryStorage {
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         self.snapshot = Some(snapshot.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Payload, Value};
+
+    fn op(ms: u64, replica: u64) -> Op {
+        Op {
+            id: OpId::new(
+                Timestamp::new(ms, 0).expect("in range"),
+                ReplicaId::new(replica),
+            ),
+            schema_version: 1,
+            collection: "c".into(),
+            key: format!("k{ms}"),
+            field: "f".into(),
+            deps: vec![],
+            payload: Payload::Write(Value::Int(ms as i64)),
+        }
+    }
+
+    /// A store that implements only the required methods, to exercise the defaults.
+    struct Plain(MemoryStorage);
+
+    impl Storage for Plain {
+        fn replica_id(&self) -> Result<Option<ReplicaId>, StorageError> {
+            self.0.replica_id()
+        }
+        fn set_replica_id(&mut self, id: ReplicaId) -> Result<(), StorageError> {
+            self.0.set_replica_id(id)
+        }
+        fn append(&mut self, ops: &[Op]) -> Result<(), StorageError> {
+            self.0.append(ops)
+        }
+        fn contains(&self, id: OpId) -> Result<bool, StorageError> {
+            self.0.contains(id)
+        }
+        fn get(&self, id: OpId) -> Result<Option<Op>, StorageError> {
+            self.0.get(id)
+        }
+        fn scan(&self) -> OpIter<'_> {
+            self.0.scan()
+        }
+        fn ops_after(&self, vv: &VersionVector) -> OpIter<'_> {
+            self.0.ops_after(vv)
+        }
+        fn len(&self) -> Result<u64, StorageError> {
+            self.0.len()
+        }
+    }
+
+    #[test]
+    fn ops_after_and_encoded_reads_agree_with_a_scan() {
+        let mut store = MemoryStorage::new();
+        let ops: Vec<Op> = (0..300u64).map(|i| op(1000 + i * 7 % 300, i % 5)).collect();
+        store.append(&ops[..200]).unwrap();
+        store.append(&ops[150..]).unwrap(); // overlapping: the first copy stays
+        assert_eq!(store.len().unwrap(), 300);
+        let mut vv = VersionVector::new();
+        vv.observe(OpId::new(
+            Timestamp::new(1100, 0).unwrap(),
+            ReplicaId::new(1),
+        ));
+        vv.observe(OpId::new(
+            Timestamp::new(1250, 0).unwrap(),
+            ReplicaId::new(3),
+        ));
+        vv.observe(OpId::new(
+            Timestamp::new(9999, 0).unwrap(),
+            ReplicaId::new(4),
+        ));
+        let want: Vec<Op> = store
+            .scan()
+            .map(Result::unwrap)
+            .filter(|op| !vv.covers(op.id))
+            .collect();
+        let got: Vec<Op> = store.ops_after(&vv).map(Result::unwrap).collect();
+        assert!(!want.is_empty() && want.len() < 300);
+        assert_eq!(got, want);
+        let plain = Plain(store.clone());
+        for op in &ops {
+            let encoded = crate::codec::encode_op(op);
+            let borrowed = store.get_encoded(op.id).unwrap().unwrap();
+            assert!(matches!(borrowed, Cow::Borrowed(_)));
+            assert_eq!(&*borrowed, &encoded[1..]);
+            assert_eq!(&*plain.get_encoded(op.id).unwrap().unwrap(), &encoded[1..]);
+        }
+        let absent = OpId::new(Timestamp::new(5, 0).unwrap(), ReplicaId::new(9));
+        assert!(store.get_encoded(absent).unwrap().is_none());
+        assert!(plain.get_encoded(absent).unwrap().is_none());
     }
 }

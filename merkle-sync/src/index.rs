@@ -188,27 +188,45 @@ impl Index {
         self.insert(&op.collection, op.id, op_digest(op))
     }
 
-    /// Indexes many ops at once: digests and sketches are brought up to date once at the end.
-    pub fn extend<'a>(&mut self, entries: impl IntoIterator<Item = (&'a str, OpId, Digest)>) {
-        let mut touched = Vec::new();
+    /// Indexes many entries at once (a store's scan, or a batch received from a peer):
+    /// digests are brought up to date once at the end, hashing each changed inner node once,
+    /// so a batch of k ops costs about k hashes where they are adjacent in id order and at
+    /// most k · depth where they are scattered. Returns how many were new.
+    pub fn extend<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = (&'a str, OpId, Digest)>,
+    ) -> u64 {
+        let mut added = 0;
         for (collection, id, digest) in entries {
             let c = self.collection_mut(collection);
-            if c.trie.insert(id.to_bytes(), digest.0, false) {
+            let key = id.to_bytes();
+            if c.trie.insert(key, digest.0, false) {
                 c.frontier.observe(id);
-                self.len += 1;
-                if touched.last().is_none_or(|t: &String| t != collection) {
-                    touched.push(collection.to_owned());
+                added += 1;
+                // A sketch that has fallen short of its target is rebuilt at the end (the
+                // target only grows), so it is not updated meanwhile.
+                if c.sketch.len() >= cache_target(c.trie.len()) {
+                    sketch::add_item(&mut c.sketch, 0, &key, 1);
                 }
             }
         }
-        touched.sort();
-        touched.dedup();
-        for name in touched {
-            if let Some(c) = self.collections.get_mut(&name) {
-                c.trie.refresh();
+        self.len += added;
+        for c in self.collections.values_mut() {
+            c.trie.refresh(); // nothing to do where no path is dirty
+            if c.sketch.len() < cache_target(c.trie.len()) {
                 c.rebuild_sketch();
             }
         }
+        added
+    }
+
+    /// Indexes a batch of stored ops (an [`Event::Ops`](crate::Event::Ops) once applied), as
+    /// [`Index::extend`] does. Returns how many were new.
+    pub fn insert_ops(&mut self, ops: &[Op]) -> u64 {
+        self.extend(
+            ops.iter()
+                .map(|op| (op.collection.as_str(), op.id, op_digest(op))),
+        )
     }
 
     fn collection_mut(&mut self, collection: &str) -> &mut CollectionIndex {
@@ -369,4 +387,60 @@ pub(crate) fn meet(a: &VersionVector, b: &VersionVector) -> VersionVector {
             vv.observe(id);
             vv
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crdt_core::{Payload, Value};
+
+    fn op(collection: &str, ms: u64, replica: u64) -> Op {
+        Op {
+            id: OpId::new(
+                Timestamp::new(ms, 0).expect("in range"),
+                ReplicaId::new(replica),
+            ),
+            schema_version: 1,
+            collection: collection.into(),
+            key: format!("k{ms}"),
+            field: "f".into(),
+            deps: vec![],
+            payload: Payload::Write(Value::Int(ms as i64)),
+        }
+    }
+
+    #[test]
+    fn batches_index_like_single_inserts() {
+        // Enough ops for the cached sketch to grow (and be rebuilt) inside a batch.
+        let ops: Vec<Op> = (0..5000u64)
+            .map(|i| {
+                op(
+                    ["a", "b"][(i % 3 == 0) as usize],
+                    10 + i * 7919 % 5000,
+                    i % 4,
+                )
+            })
+            .collect();
+        let scope = Scope::new(["a", "b"]);
+        let mut one = Index::new();
+        for op in &ops {
+            assert!(one.insert_op(op));
+        }
+        let mut batched = Index::from_ops(&ops[..700]);
+        for chunk in ops[300..].chunks(613) {
+            batched.insert_ops(chunk);
+        }
+        assert_eq!(batched.insert_ops(&ops[..10]), 0);
+        let fresh = Index::from_ops(&ops);
+        for index in [&batched, &fresh] {
+            assert_eq!(index.len(), 5000);
+            assert_eq!(index.root(&scope), one.root(&scope));
+            assert_eq!(index.frontier(&scope), one.frontier(&scope));
+            for name in ["a", "b"] {
+                let (c, o) = (&index.collections[name], &one.collections[name]);
+                assert_eq!(c.sketch, o.sketch, "{name}");
+                assert!(c.sketch.len() > 64, "the sketch grew");
+            }
+        }
+    }
 }

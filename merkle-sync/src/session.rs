@@ -163,6 +163,8 @@ pub struct Session {
     retries: u32,
     progress_mark: (Digest, Option<Digest>),
     next_sketch_id: u64,
+    /// The highest id of a peer sketch seen (0: none).
+    last_sketch_in: u64,
     /// The sketch we send: id, cut, and our root when it began.
     sketch_out: Option<(u64, VersionVector, Digest)>,
     decoding: Option<Decoding>,
@@ -192,6 +194,7 @@ impl Session {
             retries: 0,
             progress_mark: (root, None),
             next_sketch_id: 1,
+            last_sketch_in: 0,
             sketch_out: None,
             decoding: None,
             sketch_failures: 0,
@@ -433,11 +436,12 @@ impl Session {
         // Everything above the peer's frontier, at once.
         let above = index.above(&self.scope, &h.frontier);
         let pushed: u64 = above.iter().map(|(_, k)| k.len() as u64).sum();
-        self.outgoing.extend(
-            above
-                .iter()
-                .flat_map(|(_, keys)| keys.iter().map(|k| OpId::from_bytes(*k))),
-        );
+        // Built in bulk (a sorted build, then a merge): a push can be the whole log.
+        let mut push: BTreeSet<OpId> = above
+            .iter()
+            .flat_map(|(_, keys)| keys.iter().map(|k| OpId::from_bytes(*k)))
+            .collect();
+        self.outgoing.append(&mut push);
         // If the peer holds exactly what we hold below its frontier, the push completes it
         // and we lack nothing.
         let count = index.count(&self.scope);
@@ -492,10 +496,15 @@ impl Session {
         symbols: &[Symbol],
         index: &Index,
     ) -> Result<(), SessionError> {
-        if self.decoding.as_ref().is_none_or(|d| d.id != id) {
-            if start != 0 {
-                return Ok(());
-            }
+        // Sketch ids only grow: a chunk of an older sketch, or of the one just decoded or
+        // dropped, is stale. A newer one begins decoding, whichever chunk comes first (chunks
+        // ahead of chunk 0 wait in the stash, bounded like any other gap).
+        let current = self.decoding.as_ref().map(|d| d.id);
+        if id < self.last_sketch_in || (id == self.last_sketch_in && current != Some(id)) {
+            return Ok(());
+        }
+        if current != Some(id) {
+            self.last_sketch_in = id;
             self.decoding = Some(Decoding {
                 id,
                 local_root: index.root(&self.scope),
@@ -569,12 +578,15 @@ impl Session {
             let Some(d) = self.decoding.take() else {
                 return Ok(());
             };
+            // Ops that arrived meanwhile are not asked for; if none did (the root is as it was
+            // when decoding began), the lookups are skipped: they cost a cache miss a level.
+            let changed = index.root(&self.scope) != d.local_root;
             let mut want: Vec<OpId> = d
                 .decoder
                 .remote_only
                 .iter()
                 .map(|k: &Key| OpId::from_bytes(*k))
-                .filter(|id| index.find(&self.scope, *id).is_none())
+                .filter(|id| !changed || index.find(&self.scope, *id).is_none())
                 .collect();
             want.sort();
             for chunk in want.chunks(self.config.max_frame_bytes / 16 + 1) {
@@ -607,13 +619,11 @@ impl Session {
         let mut body = Vec::new();
         let mut count = 0;
         while let Some(&id) = self.outgoing.first() {
-            let op = source.op(id)?.ok_or(SessionError::Missing(id))?;
-            let encoded = crdt_core::codec::encode_op(&op);
-            let bytes = encoded.get(1..).unwrap_or_default();
+            let bytes = source.encoded(id)?.ok_or(SessionError::Missing(id))?;
             if count > 0 && body.len() + bytes.len() > self.config.max_frame_bytes {
                 break;
             }
-            body.extend_from_slice(bytes);
+            body.extend_from_slice(&bytes);
             count += 1;
             self.outgoing.pop_first();
         }

@@ -1,5 +1,6 @@
 //! Where a session reads the ops it sends: the one trait the op log implements.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crdt_core::{Op, OpId, Storage};
@@ -21,11 +22,27 @@ pub struct SourceError {
 pub trait OpSource {
     /// The op with this id, or `None` if the log does not hold it.
     fn op(&self, id: OpId) -> Result<Option<Op>, SourceError>;
+
+    /// The op with this id in its encoding: [`crdt_core::codec::encode_op`] without the
+    /// leading format-version byte, as an ops frame carries it. The default encodes
+    /// [`OpSource::op`]; a log that keeps ops encoded lends its bytes, and a session then only
+    /// copies them onto the wire.
+    fn encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, SourceError> {
+        Ok(self.op(id)?.map(|op| {
+            let mut bytes = crdt_core::codec::encode_op(&op);
+            bytes.remove(0);
+            Cow::Owned(bytes)
+        }))
+    }
 }
 
 impl<T: OpSource + ?Sized> OpSource for &T {
     fn op(&self, id: OpId) -> Result<Option<Op>, SourceError> {
         (**self).op(id)
+    }
+
+    fn encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, SourceError> {
+        (**self).encoded(id)
     }
 }
 
@@ -43,6 +60,14 @@ pub struct StorageSource<'a, S>(pub &'a S);
 impl<S: Storage> OpSource for StorageSource<'_, S> {
     fn op(&self, id: OpId) -> Result<Option<Op>, SourceError> {
         self.0.get(id).map_err(|e| SourceError {
+            id,
+            source: Box::new(e),
+        })
+    }
+
+    /// [`Storage::get_encoded`]: the stored bytes themselves where the store keeps them.
+    fn encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, SourceError> {
+        self.0.get_encoded(id).map_err(|e| SourceError {
             id,
             source: Box::new(e),
         })

@@ -37,11 +37,13 @@ pub(crate) fn same_prefix(a: &Key, b: &Key, bits: u8) -> bool {
 
 /// The digest of an inner node.
 fn inner_digest(bit: u8, left: &Hash, right: &Hash) -> Hash {
-    let mut h = blake3::Hasher::new();
-    h.update(&[1, bit]);
-    h.update(left);
-    h.update(right);
-    *h.finalize().as_bytes()
+    // One call on a buffer on the stack: cheaper than a `Hasher` for 66 bytes.
+    let mut buf = [0u8; 66];
+    buf[0] = 1;
+    buf[1] = bit;
+    buf[2..34].copy_from_slice(left);
+    buf[34..].copy_from_slice(right);
+    *blake3::hash(&buf).as_bytes()
 }
 
 #[derive(Clone, Debug)]
@@ -142,15 +144,23 @@ impl Trie {
         let Some(crit) = crit_bit(&key, self.key_of(r)) else {
             return false;
         };
-        let mut path: Vec<u32> = Vec::with_capacity(48);
+        // The key is new: every node on the way down gains it. The path (at most 128 nodes,
+        // one per bit) is kept on the stack for an eager recompute.
+        let mut path = [0u32; 128];
+        let mut depth = 0;
         let mut parent_slot: Option<(u32, usize)> = None;
         let mut r = self.root;
         while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
+            let n = &mut self.inner[r as usize];
             if n.bit > crit {
                 break;
             }
-            path.push(r);
+            n.count += 1;
+            n.dirty = true;
+            if let Some(p) = path.get_mut(depth) {
+                *p = r;
+                depth += 1;
+            }
             let side = bit(&key, n.bit);
             parent_slot = Some((r, side));
             r = n.children[side];
@@ -173,14 +183,9 @@ impl Trie {
             None => self.root = new_inner,
             Some((p, s)) => self.inner[p as usize].children[s] = new_inner,
         }
-        for &p in &path {
-            let n = &mut self.inner[p as usize];
-            n.count += 1;
-            n.dirty = true;
-        }
         if eager {
             self.recompute(new_inner);
-            for &p in path.iter().rev() {
+            for &p in path[..depth].iter().rev() {
                 self.recompute(p);
             }
         }
@@ -252,10 +257,11 @@ impl Trie {
         if excluded.is_empty() {
             return Some(*self.digest_of(r));
         }
-        if r & LEAF != 0 {
-            let key = self.key_of(r);
-            return (!excluded.contains(key)).then(|| *self.digest_of(r));
+        if excluded.len() as u64 >= self.count_of(r) {
+            // Every key below is excluded (they are all held): the whole subtree goes.
+            return None;
         }
+        // A leaf has a count of 1, so only inner nodes get here.
         let n = &self.inner[r as usize];
         let split = excluded.partition_point(|k| bit(k, n.bit) == 0);
         let (l, rr) = excluded.split_at(split);

@@ -5,9 +5,15 @@
 //! (RTT 100 ms): `round_trips` is the virtual time at which both logs hold the union, in RTTs
 //! (half round trips show as .5); `rt_done` is when both sessions know they are synced.
 //! `payload_bytes` is the encoded size of the ops one side lacked (as in an op batch, without a
-//! version byte each); `overhead_bytes` is
-//! everything else on the wire. `cpu_ms` is the time spent in both sessions and in indexing
-//! the received ops (building the logs and indexes beforehand is not counted).
+//! version byte each); `overhead_bytes` is everything else on the wire. Each side's log is a
+//! `crdt_core::MemoryStorage` (which keeps ops encoded, so frames copy stored bytes); `cpu_ms`
+//! is the CPU time (this thread's, from `/proc/thread-self/schedstat`, so other load on the
+//! machine does not count; wall time elsewhere) spent in both sessions and in indexing the
+//! received ops; storing them is the application's and is reported apart as `store_ms`
+//! (building the logs and indexes beforehand is not counted). `send_ms`, `receive_ms` and
+//! `index_ms` split `cpu_ms` into `poll_transmit`, `handle_message` and `Index::insert_ops`
+//! (thread CPU time, tick-coarse: 0 for short runs). `--scenario NAME` runs one; the
+//! environment variable `SYNC_REPEAT=N` runs each scenario N times (for a profiler).
 //!
 //! The same scenarios then run on automerge's sync protocol and yrs's state-vector exchange
 //! (`benches::sync_peers`), on `--peer-ops N` ops (default 50,000: with one automerge change per
@@ -19,12 +25,11 @@
 //! `round_trips` measures it; their `round_trips` is the messages in the busier direction).
 //! A markdown table of every line follows (on stderr with `--json`).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use benches::sync_peers::{self, PeerOutcome};
-use crdt_core::{Op, OpId, Payload, ReplicaId, Value};
-use merkle_sync::{Config, Event, Index, Scope, Session};
+use crdt_core::{MemoryStorage, Op, OpId, Payload, ReplicaId, Storage, Value};
+use merkle_sync::{Config, Event, Index, Scope, Session, StorageSource};
 
 use benches::map_workload::SplitMix64 as Rng;
 
@@ -59,14 +64,49 @@ struct Outcome {
     round_trips: f64,
     rt_done: f64,
     wire_bytes: u64,
+    /// Wall time in the sync, ms.
+    wall_ms: f64,
+    /// Of it, CPU time of this thread, ms (see [`cpu_ns`]).
     cpu_ms: f64,
+    store_ms: f64,
+    /// CPU in sending, receiving and indexing.
+    split_ms: [f64; 3],
+}
+
+/// CPU time this thread has run, in ns: `/proc/thread-self/schedstat` where there is one
+/// (Linux), so that other load on the machine does not inflate the figure; else wall time.
+/// The kernel updates it at scheduler ticks, so a reading lags by up to a tick (~4 ms): good
+/// for long runs, useless for a run of a few ms.
+#[allow(clippy::disallowed_methods, reason = "the bench times itself")]
+fn cpu_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| START.get_or_init(Instant::now).elapsed().as_nanos() as u64)
+}
+
+/// The CPU time of a run, in ms: the thread's CPU time when it is long enough for the tick
+/// granularity not to matter (50 ms and up), else the wall time (which, for the best of a
+/// few short runs, is the CPU time unless the thread was preempted).
+fn cpu_figure(o: &Outcome) -> f64 {
+    if o.cpu_ms >= 50.0 {
+        o.cpu_ms
+    } else {
+        o.wall_ms
+    }
 }
 
 #[allow(clippy::disallowed_methods, reason = "the bench times itself")]
-fn drive(logs: &mut [BTreeMap<OpId, Op>; 2], indexes: &mut [Index; 2], union_len: u64) -> Outcome {
+fn drive(logs: &mut [MemoryStorage; 2], indexes: &mut [Index; 2], union_len: u64) -> Outcome {
     const LATENCY: u64 = 50;
     let scope = Scope::new(["items"]);
-    let start = Instant::now();
+    let wall = Instant::now();
+    let start = cpu_ns();
+    let mut store_ns = 0;
+    let mut store_wall = 0.0;
+    // CPU in poll_transmit, handle_message, indexing (store_ns also counts indexing).
+    let mut split = [0u64; 3];
     let mut sessions =
         [0, 1].map(|i| Session::new(0, scope.clone(), Config::default(), &indexes[i]));
     let mut flight: Vec<(u64, usize, Vec<u8>)> = Vec::new();
@@ -75,10 +115,13 @@ fn drive(logs: &mut [BTreeMap<OpId, Op>; 2], indexes: &mut [Index; 2], union_len
     let mut union_at = None;
     loop {
         for (from, s) in sessions.iter_mut().enumerate() {
-            while let Some(bytes) = s
-                .poll_transmit(now, &indexes[from], &logs[from])
-                .expect("transmit")
-            {
+            loop {
+                let t = cpu_ns();
+                let out = s
+                    .poll_transmit(now, &indexes[from], &StorageSource(&logs[from]))
+                    .expect("transmit");
+                split[0] += cpu_ns() - t;
+                let Some(bytes) = out else { break };
                 wire_bytes += bytes.len() as u64;
                 flight.push((now + LATENCY, 1 - from, bytes));
             }
@@ -99,15 +142,20 @@ fn drive(logs: &mut [BTreeMap<OpId, Op>; 2], indexes: &mut [Index; 2], union_len
         let (due, later): (Vec<_>, Vec<_>) = flight.into_iter().partition(|m| m.0 <= now);
         flight = later;
         for (_, to, bytes) in due {
+            let t = cpu_ns();
             sessions[to]
                 .handle_message(now, &bytes, &indexes[to])
                 .expect("handle");
+            split[1] += cpu_ns() - t;
             while let Some(e) = sessions[to].poll_event() {
                 if let Event::Ops(ops) = e {
-                    for op in ops {
-                        indexes[to].insert_op(&op);
-                        logs[to].insert(op.id, op);
-                    }
+                    let t = cpu_ns();
+                    indexes[to].insert_ops(&ops);
+                    split[2] += cpu_ns() - t;
+                    let w = Instant::now();
+                    logs[to].append(&ops).expect("append");
+                    store_wall += w.elapsed().as_secs_f64() * 1e3;
+                    store_ns += cpu_ns() - t;
                 }
             }
         }
@@ -121,7 +169,10 @@ fn drive(logs: &mut [BTreeMap<OpId, Op>; 2], indexes: &mut [Index; 2], union_len
         round_trips: union_at.unwrap_or(now) as f64 / (2 * LATENCY) as f64,
         rt_done: now as f64 / (2 * LATENCY) as f64,
         wire_bytes,
-        cpu_ms: start.elapsed().as_secs_f64() * 1000.0,
+        wall_ms: wall.elapsed().as_secs_f64() * 1e3 - store_wall,
+        cpu_ms: (cpu_ns() - start - (store_ns - split[2])) as f64 / 1e6,
+        store_ms: (store_ns - split[2]) as f64 / 1e6,
+        split_ms: split.map(|ns| ns as f64 / 1e6),
     }
 }
 
@@ -238,7 +289,8 @@ fn main() {
 fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
     let n = flag(args, "--ops", 1_000_000);
     let all = workload(n);
-    let full: BTreeMap<OpId, Op> = all.iter().map(|o| (o.id, o.clone())).collect();
+    let mut full = MemoryStorage::new();
+    full.append(&all).expect("append");
     let full_index = Index::from_ops(all.iter());
     let mut rng = Rng(7);
     let scattered = |k: usize, rng: &mut Rng| -> Vec<usize> {
@@ -255,33 +307,68 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
         ("scattered_10000", scattered(10_000, &mut rng)),
         ("one_side_empty", (0..n).collect()),
     ];
+    let only = args
+        .iter()
+        .position(|a| a == "--scenario")
+        .and_then(|i| args.get(i + 1));
     for (name, missing) in scenarios {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         let missing_set: std::collections::BTreeSet<usize> = missing.iter().copied().collect();
         let payload: u64 = missing
             .iter()
             .map(|&i| crdt_core::codec::encode_op(&all[i]).len() as u64 - 1)
             .sum();
-        let partial: Vec<&Op> = all
+        let partial: Vec<Op> = all
             .iter()
             .enumerate()
             .filter(|(i, _)| !missing_set.contains(i))
-            .map(|(_, o)| o)
+            .map(|(_, o)| o.clone())
             .collect();
-        let mut logs = [
-            full.clone(),
-            partial.iter().map(|o| (o.id, (*o).clone())).collect(),
-        ];
-        let mut indexes = [full_index.clone(), Index::from_ops(partial.iter().copied())];
-        let out = drive(&mut logs, &mut indexes, n as u64);
-        assert_eq!(logs[0].len(), logs[1].len(), "{name}: not converged");
+        let mut partial_log = MemoryStorage::new();
+        partial_log.append(&partial).expect("append");
+        let partial_index = Index::from_ops(&partial);
+        // A short run is repeated and the best kept (see `cpu_figure`).
+        let mut best: Option<Outcome> = None;
+        for _ in 0..std::env::var("SYNC_REPEAT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+        {
+            let mut logs = [full.clone(), partial_log.clone()];
+            let mut indexes = [full_index.clone(), partial_index.clone()];
+            let out = drive(&mut logs, &mut indexes, n as u64);
+            assert_eq!(
+                logs[0].len().expect("len"),
+                logs[1].len().expect("len"),
+                "{name}: not converged"
+            );
+            let long = out.cpu_ms >= 50.0;
+            if best
+                .as_ref()
+                .is_none_or(|b| cpu_figure(&out) < cpu_figure(b))
+            {
+                best = Some(out);
+            }
+            if long && std::env::var("SYNC_REPEAT").is_err() {
+                break;
+            }
+        }
+        let mut out = best.expect("ran once");
+        out.cpu_ms = cpu_figure(&out);
         let overhead = out.wire_bytes.saturating_sub(payload);
         if json {
             println!(
-                "{{\"scenario\":\"{name}\",\"system\":\"weft\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.1},\"rt_done\":{}}}",
+                "{{\"scenario\":\"{name}\",\"system\":\"weft\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.1},\"rt_done\":{},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
                 missing.len(),
                 out.round_trips,
                 out.cpu_ms,
-                out.rt_done
+                out.rt_done,
+                out.store_ms,
+                out.split_ms[0],
+                out.split_ms[1],
+                out.split_ms[2]
             );
         } else {
             println!(

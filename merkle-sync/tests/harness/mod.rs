@@ -58,13 +58,14 @@ impl Node {
         Self { log, index }
     }
 
-    fn apply(&mut self, ops: Vec<Op>) {
-        for op in ops {
-            if !self.log.contains_key(&op.id) {
-                self.index.insert_op(&op);
-                self.log.insert(op.id, op);
-            }
-        }
+    /// Stores the ops it lacks and indexes them as one batch.
+    pub fn apply(&mut self, ops: Vec<Op>) {
+        let new: Vec<Op> = ops
+            .into_iter()
+            .filter(|op| !self.log.contains_key(&op.id))
+            .collect();
+        self.index.insert_ops(&new);
+        self.log.extend(new.into_iter().map(|op| (op.id, op)));
     }
 }
 
