@@ -18,6 +18,10 @@ pub(super) const MAX_RUNS: usize = 64;
 #[cfg(test)]
 pub(super) const MAX_RUNS: usize = 4;
 
+/// Room for the runs of a leaf: an edit adds at most three runs to a full leaf before it
+/// splits.
+const LEAF_CAPACITY: usize = MAX_RUNS + 3;
+
 /// Children per inner node before it splits in two.
 #[cfg(not(test))]
 const MAX_CHILDREN: usize = 16;
@@ -263,7 +267,11 @@ impl<C: Content> Tree<C> {
             return None;
         }
         let l = &mut self.leaves[leaf as usize];
-        let moved = l.runs.split_off(l.runs.len() / 2);
+        // Both halves keep room for a leaf's worth (and the few runs an edit adds before it
+        // splits), not the doubled capacity the overflowing push left.
+        let mut moved = Vec::with_capacity(LEAF_CAPACITY);
+        moved.extend(l.runs.drain(l.runs.len() / 2..));
+        l.runs.shrink_to(LEAF_CAPACITY);
         let mut counts = Counts::default();
         for run in &moved {
             counts.add(&run.counts());
