@@ -1,14 +1,12 @@
-//! A sequence as a flat list of runs, for snapshots: serialized without chunks or indexes,
+//! A sequence as a flat list of runs, for snapshots: serialized without the tree or indexes,
 //! which are rebuilt on load.
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Chunk, Content, Counts, Ref, Run, Sequence};
+use super::tree::{NONE, Tree};
+use super::{Content, Ref, Run, Sequence};
 use crate::ReplicaId;
-
-/// Runs per chunk when a sequence is rebuilt from an image.
-const LOAD_RUNS: usize = 64;
 
 #[derive(Serialize, Deserialize)]
 struct Image<C> {
@@ -30,9 +28,8 @@ struct RunImage<C> {
 impl<C: Content + Serialize> Serialize for Sequence<C> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let runs = self
-            .chunks
-            .iter()
-            .flat_map(|c| &c.runs)
+            .tree
+            .runs()
             .map(|r| RunImage {
                 replica: r.replica,
                 seq: r.seq,
@@ -63,11 +60,7 @@ impl<'de, C: Content + DeserializeOwned> Deserialize<'de> for Sequence<C> {
             }
             seq.local_replica(replica);
         }
-        let mut chunk = Chunk {
-            id: 0,
-            runs: Vec::new(),
-            counts: Counts::default(),
-        };
+        let mut runs = Vec::with_capacity(image.runs.len());
         for run in image.runs {
             let valid = run.replica < n
                 && run.len > 0
@@ -78,7 +71,7 @@ impl<'de, C: Content + DeserializeOwned> Deserialize<'de> for Sequence<C> {
                 return Err(D::Error::custom("a run of the sequence is malformed"));
             }
             let to_ref = |x: Option<(u32, u64)>| x.map(|(replica, seq)| Ref { replica, seq });
-            chunk.runs.push(Run {
+            runs.push(Run {
                 replica: run.replica,
                 seq: run.seq,
                 len: run.len,
@@ -87,36 +80,22 @@ impl<'de, C: Content + DeserializeOwned> Deserialize<'de> for Sequence<C> {
                 right: to_ref(run.right),
                 content: run.content,
             });
-            if chunk.runs.len() == LOAD_RUNS {
-                let id = seq.chunks.len() as u32;
-                let next = Chunk {
-                    id: id + 1,
-                    runs: Vec::new(),
-                    counts: Counts::default(),
-                };
-                seq.push_chunk(std::mem::replace(&mut chunk, next));
-            }
         }
-        if !chunk.runs.is_empty() {
-            seq.push_chunk(chunk);
-        }
+        seq.tree = Tree::from_runs(runs);
+        seq.reindex();
         Ok(seq)
     }
 }
 
 impl<C: Content> Sequence<C> {
-    /// Appends a loaded chunk, indexing its runs and adding its counts.
-    fn push_chunk(&mut self, mut chunk: Chunk<C>) {
-        chunk.id = self.chunks.len() as u32;
-        chunk.recount();
-        for run in &chunk.runs {
-            self.index[run.replica as usize].insert(run.seq, chunk.id);
+    /// Points the id index at the leaf of every run.
+    fn reindex(&mut self) {
+        let mut leaf = self.tree.first();
+        while leaf != NONE {
+            for run in &self.tree.leaf(leaf).runs {
+                self.index[run.replica as usize].insert(run.seq, leaf);
+            }
+            leaf = self.tree.next(leaf);
         }
-        self.counts.total += chunk.counts.total;
-        self.counts.visible += chunk.counts.visible;
-        self.counts.utf16 += chunk.counts.utf16;
-        self.counts.utf8 += chunk.counts.utf8;
-        self.chunk_pos.push(self.chunks.len() as u32);
-        self.chunks.push(chunk);
     }
 }

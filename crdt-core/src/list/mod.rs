@@ -10,16 +10,19 @@
 //!
 //! Storage is run-length encoded: a run is consecutive seqs of one replica where each element's
 //! left origin is the previous element and all share a right origin, which is exactly what
-//! typing produces, so a burst of keystrokes or a paste is one run. Runs live in chunks of at
-//! most [`MAX_RUNS`] with cached counts (elements, visible elements, UTF-16 units, UTF-8 bytes),
-//! so positions resolve by skipping chunks; an index from `(replica, seq)` to chunk resolves ids.
-//! Deleted elements stay as tombstones without content.
+//! typing produces, so a burst of keystrokes or a paste is one run. Runs live in the leaves of a
+//! counted B+tree ([`tree`]) whose nodes cache their counts (elements, visible elements, UTF-16
+//! units, UTF-8 bytes), so a position resolves in O(log n); an index from `(replica, seq of a
+//! run's start)` to leaf resolves ids. Deleted elements stay as tombstones without content.
 
 mod content;
 mod image;
 mod position;
 #[cfg(test)]
 mod tests;
+mod tree;
+#[cfg(test)]
+mod tree_tests;
 mod undo;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +33,7 @@ pub(crate) use content::Content;
 pub use position::{Anchor, Side, Unit};
 
 use crate::ReplicaId;
+use tree::Tree;
 
 /// The id of one element of a text or list: its replica and that replica's counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -39,9 +43,6 @@ pub struct ElemId {
     /// Its number in that replica's dense counter.
     pub seq: u64,
 }
-
-/// Runs per chunk before the chunk splits in two.
-pub(crate) const MAX_RUNS: usize = 128;
 
 /// An element reference inside one sequence: a local replica index and the seq.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,40 +94,59 @@ impl<C: Content> Run<C> {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Counts {
-    total: u64,
-    visible: u64,
-    utf16: u64,
-    utf8: u64,
-}
-
-#[derive(Clone, Debug)]
-struct Chunk<C> {
-    id: u32,
-    runs: Vec<Run<C>>,
-    counts: Counts,
-}
-
-impl<C: Content> Chunk<C> {
-    fn recount(&mut self) {
-        let mut c = Counts::default();
-        for run in &self.runs {
-            c.total += run.len;
-            if !run.deleted {
-                c.visible += run.len;
-                c.utf16 += run.content.utf16_len() as u64;
-                c.utf8 += run.content.utf8_len() as u64;
+impl<C: Content> Run<C> {
+    /// What this run adds to the counts of the nodes above it.
+    fn counts(&self) -> Counts {
+        if self.deleted {
+            Counts {
+                total: self.len,
+                ..Counts::default()
+            }
+        } else {
+            Counts {
+                total: self.len,
+                visible: self.len,
+                utf16: self.content.utf16_len() as u64,
+                utf8: self.content.utf8_len() as u64,
             }
         }
-        self.counts = c;
     }
 }
 
-/// Where an element sits: chunk position, run index, offset in the run.
+/// Cached sizes of a run or a subtree of runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Counts {
+    /// Elements, tombstones included.
+    total: u64,
+    /// Visible elements.
+    visible: u64,
+    /// UTF-16 units of the visible elements.
+    utf16: u64,
+    /// UTF-8 bytes of the visible elements.
+    utf8: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.total += other.total;
+        self.visible += other.visible;
+        self.utf16 += other.utf16;
+        self.utf8 += other.utf8;
+    }
+
+    fn sub(&mut self, other: &Counts) {
+        self.total -= other.total;
+        self.visible -= other.visible;
+        self.utf16 -= other.utf16;
+        self.utf8 -= other.utf8;
+    }
+}
+
+/// Where an element sits: leaf, run index in the leaf, offset in the run. `run` may be the
+/// leaf's run count (the place after its last run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Loc {
-    chunk: usize,
+    leaf: u32,
     run: usize,
     offset: u64,
 }
@@ -154,32 +174,27 @@ pub enum SeqChange {
 /// A sequence of elements with content `C`.
 #[derive(Clone, Debug)]
 pub(crate) struct Sequence<C> {
-    chunks: Vec<Chunk<C>>,
-    /// Chunk id -> position in `chunks`.
-    chunk_pos: Vec<u32>,
+    tree: Tree<C>,
     replicas: Vec<ReplicaId>,
     replica_index: HashMap<ReplicaId, u32>,
-    /// Per local replica index: the first seq of each run -> chunk id.
+    /// Per local replica index: the first seq of each run -> its leaf.
     index: Vec<BTreeMap<u64, u32>>,
-    counts: Counts,
 }
 
 impl<C: Content> Default for Sequence<C> {
     fn default() -> Self {
         Self {
-            chunks: Vec::new(),
-            chunk_pos: Vec::new(),
+            tree: Tree::default(),
             replicas: Vec::new(),
             replica_index: HashMap::new(),
             index: Vec::new(),
-            counts: Counts::default(),
         }
     }
 }
 
 impl<C: Content> PartialEq for Sequence<C> {
-    /// Equal when the element sequences (ids, deletion, content) are equal, whatever the
-    /// chunking and run boundaries.
+    /// Equal when the element sequences (ids, deletion) are equal, whatever the tree's shape
+    /// and run boundaries.
     fn eq(&self, other: &Self) -> bool {
         self.elements().eq(other.elements())
     }
@@ -198,26 +213,26 @@ pub struct OutOfBounds {
 impl<C: Content> Sequence<C> {
     /// Visible elements.
     pub(crate) fn len(&self) -> u64 {
-        self.counts.visible
+        self.counts().visible
     }
 
     /// All elements, tombstones included.
     pub(crate) fn total(&self) -> u64 {
-        self.counts.total
+        self.counts().total
+    }
+
+    fn counts(&self) -> &Counts {
+        self.tree.counts()
     }
 
     /// The visible content, in order.
     pub(crate) fn visible_content(&self) -> impl Iterator<Item = &C> {
-        self.chunks
-            .iter()
-            .flat_map(|c| &c.runs)
-            .filter(|r| !r.deleted)
-            .map(|r| &r.content)
+        self.tree.runs().filter(|r| !r.deleted).map(|r| &r.content)
     }
 
     /// `(id, deleted)` of every element in order, for equality checks.
     fn elements(&self) -> impl Iterator<Item = (ElemId, bool)> + '_ {
-        self.chunks.iter().flat_map(|c| &c.runs).flat_map(move |r| {
+        self.tree.runs().flat_map(move |r| {
             let replica = self.replicas[r.replica as usize];
             (0..r.len).map(move |i| {
                 (
@@ -245,10 +260,15 @@ impl<C: Content> Sequence<C> {
             let Some(loc) = self.find(ElemId { seq, ..id }) else {
                 return false;
             };
-            let run = &self.chunks[loc.chunk].runs[loc.run];
+            let run = self.run(loc);
             seq = run.seq + run.len;
         }
         true
+    }
+
+    /// The run `loc` points into (`loc.run` must be a run of the leaf).
+    fn run(&self, loc: Loc) -> &Run<C> {
+        &self.tree.leaf(loc.leaf).runs[loc.run]
     }
 
     /// Inserts `content` (of `count` elements) at visible position `pos`, as elements
@@ -272,14 +292,14 @@ impl<C: Content> Sequence<C> {
             (
                 None,
                 Loc {
-                    chunk: 0,
+                    leaf: self.tree.first(),
                     run: 0,
                     offset: 0,
                 },
             )
         } else {
             let loc = self.find_visible(pos - 1);
-            let run = &self.chunks[loc.chunk].runs[loc.run];
+            let run = self.run(loc);
             let left = Ref {
                 replica: run.replica,
                 seq: run.seq + loc.offset,
@@ -317,7 +337,7 @@ impl<C: Content> Sequence<C> {
                 dest = i;
             }
             let loc = self.locate(i);
-            let run = &self.chunks[loc.chunk].runs[loc.run];
+            let run = self.run(loc);
             let other_left = if loc.offset > 0 {
                 Some(i - 1)
             } else {
@@ -378,7 +398,7 @@ impl<C: Content> Sequence<C> {
         let mut left = len;
         while left > 0 {
             let loc = self.find_visible(pos);
-            let run = &self.chunks[loc.chunk].runs[loc.run];
+            let run = self.run(loc);
             let take = (run.len - loc.offset).min(left);
             let id = ElemId {
                 replica: self.replicas[run.replica as usize],
@@ -406,7 +426,7 @@ impl<C: Content> Sequence<C> {
             let Some(loc) = self.find(ElemId { seq, ..id }) else {
                 break;
             };
-            let run = &self.chunks[loc.chunk].runs[loc.run];
+            let run = self.run(loc);
             let take = (run.len - loc.offset).min(end - seq);
             if !run.deleted {
                 let pos = self.visible_before(loc);
@@ -421,25 +441,21 @@ impl<C: Content> Sequence<C> {
     /// Marks `take` elements from `loc` (within one run) deleted; returns their content.
     fn mark_deleted(&mut self, loc: Loc, take: u64) -> C {
         let loc = self.split_at(loc);
-        let chunk = &mut self.chunks[loc.chunk];
-        if chunk.runs[loc.run].len > take {
-            let rest = chunk.runs[loc.run].split(take);
-            chunk.runs.insert(loc.run + 1, rest);
-            let cid = chunk.id;
-            let r = chunk.runs[loc.run + 1].replica as usize;
-            let s = chunk.runs[loc.run + 1].seq;
-            self.index[r].insert(s, cid);
+        let leaf = self.tree.leaf_mut(loc.leaf);
+        if leaf.runs[loc.run].len > take {
+            let rest = leaf.runs[loc.run].split(take);
+            let (r, s) = (rest.replica as usize, rest.seq);
+            leaf.runs.insert(loc.run + 1, rest);
+            self.index[r].insert(s, loc.leaf);
         }
-        let chunk = &mut self.chunks[loc.chunk];
-        let run = &mut chunk.runs[loc.run];
+        let run = &mut self.tree.leaf_mut(loc.leaf).runs[loc.run];
+        let before = run.counts();
         run.deleted = true;
         let content = std::mem::take(&mut run.content);
-        self.counts.visible -= take;
-        let before = chunk.counts.clone();
-        chunk.recount();
-        self.counts.utf16 -= before.utf16 - chunk.counts.utf16;
-        self.counts.utf8 -= before.utf8 - chunk.counts.utf8;
-        self.maybe_split(loc.chunk);
+        let after = run.counts();
+        self.tree.sub_counts(loc.leaf, &before);
+        self.tree.add_counts(loc.leaf, &after);
+        self.maybe_split(loc.leaf);
         content
     }
 
@@ -454,104 +470,63 @@ impl<C: Content> Sequence<C> {
         right: Option<Ref>,
         content: C,
     ) {
-        let count = content.count() as u64;
-        let added = Counts {
-            total: count,
-            visible: count,
-            utf16: content.utf16_len() as u64,
-            utf8: content.utf8_len() as u64,
-        };
-        if self.chunks.is_empty() {
-            self.chunks.push(Chunk {
-                id: 0,
-                runs: Vec::new(),
-                counts: Counts::default(),
-            });
-            self.chunk_pos = vec![0];
-        }
-        let at = self.split_at(at);
-        // Extend the previous run if this continues it.
-        if let Some(prev) = self.prev_loc(at) {
-            let run = &mut self.chunks[prev.chunk].runs[prev.run];
-            if run.replica == replica
-                && !run.deleted
-                && run.seq + run.len == seq
-                && seq.checked_sub(1).map(|s| Ref { replica, seq: s }) == left
-                && run.right == right
-            {
-                run.len += count;
-                run.content.append(&content);
-                self.add_counts(prev.chunk, &added);
-                return;
-            }
-        }
         let run = Run {
             replica,
             seq,
-            len: count,
+            len: content.count() as u64,
             deleted: false,
             left,
             right,
             content,
         };
-        let chunk = &mut self.chunks[at.chunk];
-        chunk.runs.insert(at.run, run);
-        let cid = chunk.id;
-        self.index[replica as usize].insert(seq, cid);
-        self.add_counts(at.chunk, &added);
-        self.maybe_split(at.chunk);
-    }
-
-    fn add_counts(&mut self, chunk: usize, added: &Counts) {
-        for c in [&mut self.chunks[chunk].counts, &mut self.counts] {
-            c.total += added.total;
-            c.visible += added.visible;
-            c.utf16 += added.utf16;
-            c.utf8 += added.utf8;
+        let added = run.counts();
+        let at = self.split_at(at);
+        // Extend the previous run if this continues it.
+        if let Some(prev) = self.prev_loc(at) {
+            let last = &mut self.tree.leaf_mut(prev.leaf).runs[prev.run];
+            if last.replica == replica
+                && !last.deleted
+                && last.seq + last.len == seq
+                && seq.checked_sub(1).map(|s| Ref { replica, seq: s }) == left
+                && last.right == right
+            {
+                last.len += run.len;
+                last.content.append(&run.content);
+                self.tree.add_counts(prev.leaf, &added);
+                return;
+            }
         }
+        self.tree.leaf_mut(at.leaf).runs.insert(at.run, run);
+        self.index[replica as usize].insert(seq, at.leaf);
+        self.tree.add_counts(at.leaf, &added);
+        self.maybe_split(at.leaf);
     }
 
     /// Makes `loc` the start of a run, splitting the run it points into. Returns the location
-    /// of that run start (which may be one past the last run of a chunk).
+    /// of that run start (which may be one past the last run of a leaf).
     fn split_at(&mut self, loc: Loc) -> Loc {
         if loc.offset == 0 {
             return loc;
         }
-        let chunk = &mut self.chunks[loc.chunk];
-        let rest = chunk.runs[loc.run].split(loc.offset);
+        let leaf = self.tree.leaf_mut(loc.leaf);
+        let rest = leaf.runs[loc.run].split(loc.offset);
         let (r, s) = (rest.replica as usize, rest.seq);
-        chunk.runs.insert(loc.run + 1, rest);
-        let cid = chunk.id;
-        self.index[r].insert(s, cid);
+        leaf.runs.insert(loc.run + 1, rest);
+        self.index[r].insert(s, loc.leaf);
         Loc {
-            chunk: loc.chunk,
+            leaf: loc.leaf,
             run: loc.run + 1,
             offset: 0,
         }
     }
 
-    /// Splits a chunk that has grown past [`MAX_RUNS`].
-    fn maybe_split(&mut self, pos: usize) {
-        if self.chunks[pos].runs.len() <= MAX_RUNS {
-            return;
-        }
-        let id = self.chunk_pos.len() as u32;
-        let half = self.chunks[pos].runs.len() / 2;
-        let moved = self.chunks[pos].runs.split_off(half);
-        for run in &moved {
-            self.index[run.replica as usize].insert(run.seq, id);
-        }
-        let mut chunk = Chunk {
-            id,
-            runs: moved,
-            counts: Counts::default(),
-        };
-        chunk.recount();
-        self.chunks[pos].recount();
-        self.chunks.insert(pos + 1, chunk);
-        self.chunk_pos.push(0);
-        for (p, c) in self.chunks.iter().enumerate().skip(pos) {
-            self.chunk_pos[c.id as usize] = p as u32;
+    /// Splits a leaf that has grown past its capacity, pointing the index at the runs that
+    /// moved.
+    fn maybe_split(&mut self, leaf: u32) {
+        if let Some(new) = self.tree.maybe_split(leaf) {
+            for run in &self.tree.leaf(new).runs {
+                self.index[run.replica as usize].insert(run.seq, new);
+            }
         }
     }
 
@@ -582,10 +557,37 @@ impl<C: Content> Sequence<C> {
 
     /// The element id at `loc`, if `loc` is not the end.
     fn element_at(&self, loc: Loc) -> Option<Ref> {
-        let run = self.chunks.get(loc.chunk)?.runs.get(loc.run)?;
+        let leaf = self.tree.leaf(loc.leaf);
+        let (run, offset) = match leaf.runs.get(loc.run) {
+            Some(run) => (run, loc.offset),
+            None => {
+                let next = self.tree.next(loc.leaf);
+                if next == tree::NONE {
+                    return None;
+                }
+                (self.tree.leaf(next).runs.first()?, 0)
+            }
+        };
         Some(Ref {
             replica: run.replica,
-            seq: run.seq + loc.offset,
+            seq: run.seq + offset,
         })
+    }
+
+    /// Checks the tree's invariants and that the id index points every run start at its
+    /// leaf and holds nothing else.
+    #[cfg(test)]
+    fn check(&self) {
+        let leaves = self.tree.check();
+        let mut starts = 0;
+        for leaf in leaves {
+            for run in &self.tree.leaf(leaf).runs {
+                let at = self.index[run.replica as usize].get(&run.seq);
+                assert_eq!(at, Some(&leaf), "index entry of run {run:?}");
+                starts += 1;
+            }
+        }
+        let entries: usize = self.index.iter().map(BTreeMap::len).sum();
+        assert_eq!(entries, starts, "stale index entries");
     }
 }

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Content, ElemId, Loc, Ref, Sequence};
+use super::tree::NONE;
+use super::{Content, Counts, ElemId, Loc, Ref, Sequence};
 
 /// Which side of its element an anchor sticks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -42,13 +43,12 @@ impl<C: Content> Sequence<C> {
     /// The location of `id`.
     pub(super) fn find(&self, id: ElemId) -> Option<Loc> {
         let r = *self.replica_index.get(&id.replica)?;
-        let (_, &cid) = self.index[r as usize].range(..=id.seq).next_back()?;
-        let chunk = *self.chunk_pos.get(cid as usize)? as usize;
-        let runs = &self.chunks.get(chunk)?.runs;
+        let (_, &leaf) = self.index.get(r as usize)?.range(..=id.seq).next_back()?;
+        let runs = &self.tree.leaf(leaf).runs;
         runs.iter()
             .position(|run| run.replica == r && run.seq <= id.seq && id.seq < run.seq + run.len)
             .map(|run| Loc {
-                chunk,
+                leaf,
                 run,
                 offset: id.seq - runs[run].seq,
             })
@@ -58,7 +58,7 @@ impl<C: Content> Sequence<C> {
     /// run at a time).
     pub(crate) fn run_end(&self, id: ElemId) -> Option<u64> {
         let loc = self.find(id)?;
-        let run = &self.chunks[loc.chunk].runs[loc.run];
+        let run = self.run(loc);
         Some(run.seq + run.len)
     }
 
@@ -70,114 +70,90 @@ impl<C: Content> Sequence<C> {
 
     /// Elements (tombstones included) before `loc`.
     fn index_before(&self, loc: Loc) -> u64 {
-        let chunks: u64 = self.chunks[..loc.chunk]
-            .iter()
-            .map(|c| c.counts.total)
-            .sum();
-        let runs: u64 = self.chunks.get(loc.chunk).map_or(0, |c| {
-            c.runs[..loc.run.min(c.runs.len())]
-                .iter()
-                .map(|r| r.len)
-                .sum()
-        });
-        chunks + runs + loc.offset
+        let runs = &self.tree.leaf(loc.leaf).runs;
+        let within: u64 = runs[..loc.run.min(runs.len())].iter().map(|r| r.len).sum();
+        self.tree.before(loc.leaf).total + within + loc.offset
     }
 
     /// Visible elements before `loc`.
     pub(super) fn visible_before(&self, loc: Loc) -> u64 {
-        let chunks: u64 = self.chunks[..loc.chunk]
-            .iter()
-            .map(|c| c.counts.visible)
-            .sum();
-        let Some(chunk) = self.chunks.get(loc.chunk) else {
-            return chunks;
-        };
-        let runs: u64 = chunk.runs[..loc.run.min(chunk.runs.len())]
+        let runs = &self.tree.leaf(loc.leaf).runs;
+        let within: u64 = runs[..loc.run.min(runs.len())]
             .iter()
             .map(|r| r.visible())
             .sum();
-        let within = chunk
-            .runs
+        let offset = runs
             .get(loc.run)
             .map_or(0, |r| if r.deleted { 0 } else { loc.offset });
-        chunks + runs + within
+        self.tree.before(loc.leaf).visible + within + offset
     }
 
     /// The location of the element at index `i` among all elements; `i == total` gives the
-    /// end (one past the last run of the last chunk).
-    pub(super) fn locate(&self, mut i: u64) -> Loc {
-        for (c, chunk) in self.chunks.iter().enumerate() {
-            if i < chunk.counts.total {
-                for (r, run) in chunk.runs.iter().enumerate() {
-                    if i < run.len {
-                        return Loc {
-                            chunk: c,
-                            run: r,
-                            offset: i,
-                        };
-                    }
-                    i -= run.len;
-                }
+    /// end (one past the last run of the last leaf).
+    pub(super) fn locate(&self, i: u64) -> Loc {
+        let Some((leaf, mut i, _)) = self.tree.seek(i, |c| c.total) else {
+            return self.end();
+        };
+        for (r, run) in self.tree.leaf(leaf).runs.iter().enumerate() {
+            if i < run.len {
+                return Loc {
+                    leaf,
+                    run: r,
+                    offset: i,
+                };
             }
-            i -= chunk.counts.total.min(i);
+            i -= run.len;
         }
         self.end()
     }
 
     /// The location of the `p`-th visible element (`p < len`).
-    pub(super) fn find_visible(&self, mut p: u64) -> Loc {
-        for (c, chunk) in self.chunks.iter().enumerate() {
-            if p < chunk.counts.visible {
-                for (r, run) in chunk.runs.iter().enumerate() {
-                    let v = run.visible();
-                    if p < v {
-                        return Loc {
-                            chunk: c,
-                            run: r,
-                            offset: p,
-                        };
-                    }
-                    p -= v;
-                }
+    pub(super) fn find_visible(&self, p: u64) -> Loc {
+        let Some((leaf, mut p, _)) = self.tree.seek(p, |c| c.visible) else {
+            return self.end();
+        };
+        for (r, run) in self.tree.leaf(leaf).runs.iter().enumerate() {
+            let v = run.visible();
+            if p < v {
+                return Loc {
+                    leaf,
+                    run: r,
+                    offset: p,
+                };
             }
-            p -= chunk.counts.visible.min(p);
+            p -= v;
         }
         self.end()
     }
 
     fn end(&self) -> Loc {
-        match self.chunks.len() {
-            0 => Loc {
-                chunk: 0,
-                run: 0,
-                offset: 0,
-            },
-            n => Loc {
-                chunk: n - 1,
-                run: self.chunks[n - 1].runs.len(),
-                offset: 0,
-            },
+        let leaf = self.tree.last();
+        Loc {
+            leaf,
+            run: self.tree.leaf(leaf).runs.len(),
+            offset: 0,
         }
     }
 
     /// The location one element after `loc`.
     pub(super) fn step(&self, loc: Loc) -> Loc {
-        let chunk = &self.chunks[loc.chunk];
-        if loc.offset + 1 < chunk.runs[loc.run].len {
+        let runs = &self.tree.leaf(loc.leaf).runs;
+        if loc.offset + 1 < runs[loc.run].len {
             return Loc {
                 offset: loc.offset + 1,
                 ..loc
             };
         }
-        if loc.run + 1 < chunk.runs.len() || loc.chunk + 1 == self.chunks.len() {
+        let next = self.tree.next(loc.leaf);
+        if loc.run + 1 < runs.len() || next == NONE {
             return Loc {
-                chunk: loc.chunk,
+                leaf: loc.leaf,
                 run: loc.run + 1,
                 offset: 0,
             };
         }
         Loc {
-            chunk: loc.chunk + 1,
+            leaf: next,
             run: 0,
             offset: 0,
         }
@@ -185,15 +161,18 @@ impl<C: Content> Sequence<C> {
 
     /// The last element of the run before the run starting at `loc`, if any.
     pub(super) fn prev_loc(&self, loc: Loc) -> Option<Loc> {
-        let (chunk, run) = if loc.run > 0 {
-            (loc.chunk, loc.run - 1)
+        let (leaf, run) = if loc.run > 0 {
+            (loc.leaf, loc.run - 1)
         } else {
-            let c = loc.chunk.checked_sub(1)?;
-            (c, self.chunks[c].runs.len().checked_sub(1)?)
+            let leaf = self.tree.prev(loc.leaf);
+            if leaf == NONE {
+                return None;
+            }
+            (leaf, self.tree.leaf(leaf).runs.len().checked_sub(1)?)
         };
-        let r = self.chunks.get(chunk)?.runs.get(run)?;
+        let r = self.tree.leaf(leaf).runs.get(run)?;
         Some(Loc {
-            chunk,
+            leaf,
             run,
             offset: r.len - 1,
         })
@@ -209,26 +188,24 @@ impl<C: Content> Sequence<C> {
         if from == to {
             return pos;
         }
-        let measure = |c: &super::Counts, unit: Unit| match unit {
+        let measure = |c: &Counts, unit: Unit| match unit {
             Unit::CodePoint => c.visible,
             Unit::Utf16 => c.utf16,
             Unit::Utf8 => c.utf8,
         };
-        let mut left = pos;
-        let mut out = 0;
-        for chunk in &self.chunks {
-            let n = measure(&chunk.counts, from);
+        let Some((leaf, mut left, before)) = self.tree.seek(pos, |c| measure(c, from)) else {
+            return measure(self.counts(), to);
+        };
+        let mut out = measure(&before, to);
+        for run in self.tree.leaf(leaf).runs.iter().filter(|r| !r.deleted) {
+            let counts = run.counts();
+            let n = measure(&counts, from);
             if left >= n {
                 left -= n;
-                out += measure(&chunk.counts, to);
+                out += measure(&counts, to);
                 continue;
             }
-            for ch in chunk
-                .runs
-                .iter()
-                .filter(|r| !r.deleted)
-                .flat_map(|r| r.content.as_ref().chars())
-            {
+            for ch in run.content.as_ref().chars() {
                 let size = |unit: Unit| match unit {
                     Unit::CodePoint => 1,
                     Unit::Utf16 => ch.len_utf16() as u64,
@@ -271,9 +248,8 @@ impl<C: Content> Sequence<C> {
         };
         let loc = self.find(id)?;
         let before = self.visible_before(loc);
-        let run = &self.chunks[loc.chunk].runs[loc.run];
         Some(match anchor.side {
-            Side::After if !run.deleted => before + 1,
+            Side::After if !self.run(loc).deleted => before + 1,
             _ => before,
         })
     }

@@ -140,7 +140,7 @@ fn typing_forms_one_run() {
         p.insert(i as u64, &c.to_string());
     }
     assert_eq!(text(&p.seq), "keystrokes");
-    let runs: usize = p.seq.chunks.iter().map(|c| c.runs.len()).sum();
+    let runs = p.seq.tree.runs().count();
     assert_eq!(runs, 1, "consecutive keystrokes are one run");
 }
 
@@ -276,9 +276,10 @@ proptest! {
                 }
             }
         }
+        p.seq.check();
         prop_assert_eq!(text(&p.seq), before_text);
         prop_assert!(p.seq == before);
-        prop_assert_eq!(&p.seq.counts, &before.counts);
+        prop_assert_eq!(p.seq.counts(), before.counts());
         for (id, _) in before.elements() {
             prop_assert!(p.seq.contains(id));
         }
@@ -325,9 +326,10 @@ proptest! {
             prop_assert_eq!(p.seq.len(), model.len() as u64);
             let utf16: u64 = expected.encode_utf16().count() as u64;
             prop_assert_eq!(p.seq.convert(p.seq.len(), Unit::CodePoint, Unit::Utf16), utf16);
-            prop_assert_eq!(p.seq.counts.utf16, utf16);
-            prop_assert_eq!(p.seq.counts.utf8, expected.len() as u64);
+            prop_assert_eq!(p.seq.counts().utf16, utf16);
+            prop_assert_eq!(p.seq.counts().utf8, expected.len() as u64);
         }
+        p.seq.check();
     }
 
     /// Random concurrent edits on 2-4 replicas, delivered in random causal orders, converge;
@@ -373,6 +375,7 @@ proptest! {
         }
         let expected = text(&peers[0].seq);
         for p in &peers {
+            p.seq.check();
             prop_assert_eq!(text(&p.seq), expected.clone());
             prop_assert!(p.seq == peers[0].seq, "element order differs");
         }

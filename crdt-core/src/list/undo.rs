@@ -13,15 +13,16 @@ impl<C: Content> Sequence<C> {
                 return;
             };
             let piece = self.isolate(loc, end - seq);
-            let chunk = &mut self.chunks[piece.chunk];
-            let run = chunk.runs.remove(piece.run);
+            let run = self.tree.leaf_mut(piece.leaf).runs.remove(piece.run);
             if let Some(index) = self.index.get_mut(run.replica as usize) {
                 index.remove(&run.seq);
             }
             seq = run.seq + run.len;
-            self.recount_chunk(piece.chunk);
-            if self.chunks[piece.chunk].runs.is_empty() {
-                self.remove_chunk(piece.chunk);
+            self.tree.sub_counts(piece.leaf, &run.counts());
+            if self.tree.leaf(piece.leaf).runs.is_empty() {
+                self.tree.remove_leaf(piece.leaf);
+            } else {
+                self.maybe_split(piece.leaf);
             }
         }
     }
@@ -36,13 +37,16 @@ impl<C: Content> Sequence<C> {
                 return;
             };
             let piece = self.isolate(loc, end - seq);
-            let chunk = &mut self.chunks[piece.chunk];
-            let run = &mut chunk.runs[piece.run];
+            let run = &mut self.tree.leaf_mut(piece.leaf).runs[piece.run];
+            let before = run.counts();
             let rest = content.split_off(run.len as usize);
             run.content = std::mem::replace(&mut content, rest);
             run.deleted = false;
             seq = run.seq + run.len;
-            self.recount_chunk(piece.chunk);
+            let after = run.counts();
+            self.tree.sub_counts(piece.leaf, &before);
+            self.tree.add_counts(piece.leaf, &after);
+            self.maybe_split(piece.leaf);
         }
     }
 
@@ -50,28 +54,10 @@ impl<C: Content> Sequence<C> {
     /// its location.
     fn isolate(&mut self, loc: Loc, max: u64) -> Loc {
         let loc = self.split_at(loc);
-        let run = &self.chunks[loc.chunk].runs[loc.run];
-        if run.len > max {
+        if self.run(loc).len > max {
             let after = Loc { offset: max, ..loc };
             self.split_at(after);
         }
         loc
-    }
-
-    fn recount_chunk(&mut self, chunk: usize) {
-        let before = self.chunks[chunk].counts.clone();
-        self.chunks[chunk].recount();
-        let after = &self.chunks[chunk].counts;
-        self.counts.total = self.counts.total - before.total + after.total;
-        self.counts.visible = self.counts.visible - before.visible + after.visible;
-        self.counts.utf16 = self.counts.utf16 - before.utf16 + after.utf16;
-        self.counts.utf8 = self.counts.utf8 - before.utf8 + after.utf8;
-    }
-
-    fn remove_chunk(&mut self, pos: usize) {
-        self.chunks.remove(pos);
-        for (p, c) in self.chunks.iter().enumerate().skip(pos) {
-            self.chunk_pos[c.id as usize] = p as u32;
-        }
     }
 }
