@@ -45,21 +45,42 @@ const GENERAL: u64 = 0;
 const INSERT_RUN: u64 = 1;
 const DELETE_RUN: u64 = 2;
 
-/// Delete entry shapes.
+/// Delete entry shapes: one element before the previous range's first, one element after the
+/// previous range, one element given explicitly, one range given explicitly, and
+/// `RANGES + n` for `n` (not one) explicit ranges.
 const BACKSPACE: u64 = 0;
 const FORWARD: u64 = 1;
-const EXPLICIT: u64 = 2;
+const ONE: u64 = 2;
+const EXPLICIT: u64 = 3;
+const RANGES: u64 = 4;
+
+/// Header flags: the ops were in op id order and are grouped by replica.
+const SORTED: u64 = 1;
 
 /// Encodes `ops`, in this order, as one history batch. [`decode_history`] gives them back
 /// exactly.
+///
+/// If `ops` are in strictly increasing op id order (as a log hands them out), the batch holds
+/// each replica's ops together, so that keystrokes typed concurrently by several replicas still
+/// form runs, and says so in its flags: the decoder sorts them back by op id.
 pub fn encode_history(ops: &[Op]) -> Vec<u8> {
+    let sorted = ops.windows(2).all(|w| w[0].id < w[1].id);
+    let mut order: Vec<&Op> = ops.iter().collect();
+    if sorted {
+        let mut first_use: HashMap<ReplicaId, usize> = HashMap::new();
+        for op in ops {
+            let n = first_use.len();
+            first_use.entry(op.id.replica).or_insert(n);
+        }
+        order.sort_by_key(|op| first_use[&op.id.replica]);
+    }
     let mut enc = Encoder::default();
-    let mut rest = ops;
+    let mut rest = &order[..];
     while !rest.is_empty() {
         let taken = enc.record(rest);
         rest = &rest[taken..];
     }
-    enc.finish(ops.len())
+    enc.finish(ops.len(), sorted)
 }
 
 /// Decodes a batch encoded by [`encode_history`]: the ops, in the order they were encoded.
@@ -87,6 +108,7 @@ struct Encoder<'a> {
     targets: Vec<(&'a str, &'a str, &'a str, u32)>,
     target_index: HashMap<(&'a str, &'a str, &'a str, u32), u64>,
     prev_ts: u64,
+    prev_replica: Option<u64>,
     records: Vec<u8>,
     times: Vec<u64>,
     deletes: Vec<u8>,
@@ -124,8 +146,8 @@ impl<'a> Encoder<'a> {
     }
 
     /// Encodes one record from the front of `ops`; returns how many ops it holds.
-    fn record(&mut self, ops: &'a [Op]) -> usize {
-        let op = &ops[0];
+    fn record(&mut self, ops: &[&'a Op]) -> usize {
+        let op = ops[0];
         let target = self.target(op);
         let replica = self.replica(op.id.replica);
         let ts = op.id.ts.as_u64();
@@ -139,12 +161,11 @@ impl<'a> Encoder<'a> {
             } if op.deps.is_empty() && !text.is_empty() => {
                 self.insert_run(ops, target, replica, *seq, *left, *right)
             }
-            Payload::SeqDelete { ranges } if op.deps.is_empty() && ranges.len() == 1 => {
+            Payload::SeqDelete { .. } if op.deps.is_empty() => {
                 self.delete_run(ops, target, replica)
             }
             _ => {
-                put(&mut self.records, GENERAL | target << 2);
-                put(&mut self.records, replica);
+                self.head(GENERAL, false, target, replica);
                 self.general = postcard::to_extend(
                     &(&op.deps, &op.payload),
                     std::mem::take(&mut self.general),
@@ -154,12 +175,26 @@ impl<'a> Encoder<'a> {
             }
         };
         self.prev_ts = ops[taken - 1].id.ts.as_u64();
+        self.prev_replica = Some(replica);
         taken
+    }
+
+    /// A record's head: kind, whether every op inserts one char, target; then the replica
+    /// index unless it is the previous record's.
+    fn head(&mut self, kind: u64, single: bool, target: u64, replica: u64) {
+        let same = self.prev_replica == Some(replica);
+        put(
+            &mut self.records,
+            kind | u64::from(same) << 2 | u64::from(single) << 3 | target << 4,
+        );
+        if !same {
+            put(&mut self.records, replica);
+        }
     }
 
     fn insert_run(
         &mut self,
-        ops: &'a [Op],
+        ops: &[&'a Op],
         target: u64,
         replica: u64,
         seq: u64,
@@ -179,7 +214,7 @@ impl<'a> Encoder<'a> {
                 break;
             };
             if i > 0 {
-                let prev = &ops[i - 1];
+                let prev = ops[i - 1];
                 let continues = !text.is_empty()
                     && op.deps.is_empty()
                     && op.id.replica == prev.id.replica
@@ -209,17 +244,19 @@ impl<'a> Encoder<'a> {
         }
         let count = lens.len();
         let total: u64 = lens.iter().sum();
-        put(&mut self.records, INSERT_RUN | target << 2);
-        put(&mut self.records, replica);
+        let single = total == count as u64;
+        self.head(INSERT_RUN, single, target, replica);
         put(&mut self.records, count as u64);
-        put(&mut self.records, total);
+        if !single {
+            put(&mut self.records, total);
+        }
         put(
             &mut self.records,
             zigzag(seq.wrapping_sub(self.next_seq[replica as usize])),
         );
         self.origin(left, seq);
         self.origin(right, seq);
-        if total != count as u64 {
+        if !single {
             self.lens.extend_from_slice(&lens);
         }
         for w in ops[..count].windows(2) {
@@ -240,17 +277,15 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    fn delete_run(&mut self, ops: &'a [Op], target: u64, replica: u64) -> usize {
+    fn delete_run(&mut self, ops: &[&'a Op], target: u64, replica: u64) -> usize {
         let mut count = 0;
-        let mut prev: Option<(u64, ElemId, u64)> = None;
         for (i, op) in ops.iter().enumerate() {
-            let Payload::SeqDelete { ranges } = &op.payload else {
+            if !matches!(op.payload, Payload::SeqDelete { .. }) {
                 break;
-            };
+            }
             if i > 0 {
-                let last = &ops[i - 1];
-                let continues = ranges.len() == 1
-                    && op.deps.is_empty()
+                let last = ops[i - 1];
+                let continues = op.deps.is_empty()
                     && op.id.replica == last.id.replica
                     && op.id.ts > last.id.ts
                     && same_target(op, last);
@@ -260,39 +295,55 @@ impl<'a> Encoder<'a> {
             }
             count += 1;
         }
-        put(&mut self.records, DELETE_RUN | target << 2);
-        put(&mut self.records, replica);
+        self.head(DELETE_RUN, false, target, replica);
         put(&mut self.records, count as u64);
+        let mut prev: Option<(u64, u64, u64)> = None;
         for op in &ops[..count] {
             let Payload::SeqDelete { ranges } = &op.payload else {
                 unreachable!("a delete run holds deletes");
             };
-            let (id, n) = ranges[0];
-            let r = self.replica(id.replica);
-            let shape = match prev {
-                Some((pr, p, _)) if pr == r && n == 1 && p.seq.checked_sub(1) == Some(id.seq) => {
-                    BACKSPACE
+            if let [(id, n)] = ranges[..] {
+                let r = self.replica(id.replica);
+                let shape = match prev {
+                    Some((pr, p, _)) if pr == r && n == 1 && p.checked_sub(1) == Some(id.seq) => {
+                        BACKSPACE
+                    }
+                    Some((pr, p, pn)) if pr == r && n == 1 && p.checked_add(pn) == Some(id.seq) => {
+                        FORWARD
+                    }
+                    _ if n == 1 => ONE,
+                    _ => EXPLICIT,
+                };
+                put(&mut self.deletes, shape);
+                if shape >= ONE {
+                    self.range(r, id.seq, (shape == EXPLICIT).then_some(n));
                 }
-                Some((pr, p, pn)) if pr == r && n == 1 && p.seq.checked_add(pn) == Some(id.seq) => {
-                    FORWARD
+                prev = Some((r, id.seq, n));
+            } else {
+                put(&mut self.deletes, RANGES + ranges.len() as u64);
+                for &(id, n) in ranges {
+                    let r = self.replica(id.replica);
+                    self.range(r, id.seq, Some(n));
+                    prev = Some((r, id.seq, n));
                 }
-                _ => EXPLICIT,
-            };
-            put(&mut self.deletes, shape);
-            if shape == EXPLICIT {
-                put(&mut self.deletes, r);
-                put(
-                    &mut self.deletes,
-                    zigzag(id.seq.wrapping_sub(self.next_seq[r as usize])),
-                );
-                put(&mut self.deletes, n);
             }
-            prev = Some((r, id, n));
         }
         for w in ops[..count].windows(2) {
             self.step(w[0].id.ts, w[1].id.ts);
         }
         count
+    }
+
+    /// An explicit deleted range: replica index, seq from that replica's `next_seq`, count.
+    fn range(&mut self, r: u64, seq: u64, count: Option<u64>) {
+        put(&mut self.deletes, r);
+        put(
+            &mut self.deletes,
+            zigzag(seq.wrapping_sub(self.next_seq[r as usize])),
+        );
+        if let Some(n) = count {
+            put(&mut self.deletes, n);
+        }
     }
 
     /// The step from one timestamp of a run to the next, which is higher.
@@ -302,13 +353,18 @@ impl<'a> Encoder<'a> {
             self.times.push(d << 1);
         } else {
             let d = cur.millis() - prev.millis() - 1;
-            self.times.push(d << 1 | 1);
-            self.times.push(u64::from(cur.logical()));
+            if cur.logical() == 0 {
+                self.times.push(d << 2 | 1);
+            } else {
+                self.times.push(d << 2 | 3);
+                self.times.push(u64::from(cur.logical()));
+            }
         }
     }
 
-    fn finish(self, ops: usize) -> Vec<u8> {
+    fn finish(self, ops: usize, sorted: bool) -> Vec<u8> {
         let mut out = vec![HISTORY_FORMAT];
+        put(&mut out, if sorted { SORTED } else { 0 });
         put(&mut out, self.replicas.len() as u64);
         for r in &self.replicas {
             out.extend_from_slice(&r.as_u64().to_be_bytes());
@@ -506,12 +562,14 @@ struct Target {
 }
 
 struct Decoder<'a> {
+    sorted: bool,
     replicas: Vec<ReplicaId>,
     next_seq: Vec<u64>,
     targets: Vec<Target>,
     ops: usize,
     budget: usize,
     prev_ts: u64,
+    prev_replica: Option<usize>,
     records: Bytes<'a>,
     times: Rle<'a>,
     deletes: Bytes<'a>,
@@ -524,6 +582,10 @@ struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     fn new(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Bytes(body);
+        let flags = r.varint()?;
+        if flags & !SORTED != 0 {
+            return Err(malformed("unknown flags"));
+        }
         let n = r.count(8)?;
         let mut replicas = Vec::with_capacity(n);
         for _ in 0..n {
@@ -570,12 +632,14 @@ impl<'a> Decoder<'a> {
         let budget = MAX_DECODED_BYTES.min(body.len().saturating_mul(DECODED_PER_INPUT_BYTE));
         let reserve = ops.min(budget / size_of::<Op>());
         Ok(Self {
+            sorted: flags & SORTED != 0,
             next_seq: vec![0; replicas.len()],
             replicas,
             targets,
             ops,
             budget,
             prev_ts: 0,
+            prev_replica: None,
             records,
             times,
             deletes,
@@ -599,6 +663,9 @@ impl<'a> Decoder<'a> {
         if !done {
             return Err(malformed("a column holds more than the ops"));
         }
+        if self.sorted {
+            self.out.sort_by_key(|op| op.id);
+        }
         Ok(self.out)
     }
 
@@ -617,14 +684,14 @@ impl<'a> Decoder<'a> {
     /// The timestamp after `prev` in a run.
     fn step(&mut self, prev: Timestamp) -> Result<Timestamp, DecodeError> {
         let v = self.times.next()?;
-        let d = v >> 1;
         let ts = if v & 1 == 0 {
-            u16::try_from(d)
+            u16::try_from(v >> 1)
                 .ok()
                 .and_then(|d| prev.logical().checked_add(d)?.checked_add(1))
                 .and_then(|logical| Timestamp::new(prev.millis(), logical))
         } else {
-            let logical = self.times.next()?;
+            let logical = if v & 2 == 0 { 0 } else { self.times.next()? };
+            let d = v >> 2;
             d.checked_add(1)
                 .and_then(|d| prev.millis().checked_add(d))
                 .zip(u16::try_from(logical).ok())
@@ -670,12 +737,22 @@ impl<'a> Decoder<'a> {
 
     fn record(&mut self) -> Result<(), DecodeError> {
         let head = self.records.varint()?;
-        let target = usize::try_from(head >> 2)
+        let target = usize::try_from(head >> 4)
             .ok()
             .filter(|&t| t < self.targets.len())
             .ok_or_else(|| malformed("a target index is out of range"))?;
-        let index = self.records.varint()?;
-        let replica = self.replica(index)?;
+        let replica = if head & 4 != 0 {
+            self.prev_replica
+                .ok_or_else(|| malformed("the first record names no replica"))?
+        } else {
+            let index = self.records.varint()?;
+            self.replica(index)?
+        };
+        self.prev_replica = Some(replica);
+        let single = head & 8 != 0;
+        if single && head & 3 != INSERT_RUN {
+            return Err(malformed("a bad record head"));
+        }
         let ts = self.ts()?;
         match head & 3 {
             GENERAL => {
@@ -688,7 +765,7 @@ impl<'a> Decoder<'a> {
                 // Decoded payloads take at most a few dozen bytes per encoded byte.
                 self.push(target, id, deps, payload, 32 * (before - rest.len()))
             }
-            INSERT_RUN => self.insert_run(target, replica, ts),
+            INSERT_RUN => self.insert_run(target, replica, ts, single),
             DELETE_RUN => self.delete_run(target, replica, ts),
             _ => Err(malformed("unknown record kind")),
         }
@@ -708,14 +785,28 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// An explicit deleted range: replica index, seq, and the count if `counted` (else 1).
+    fn range(&mut self, counted: bool) -> Result<(usize, Option<u64>, u64), DecodeError> {
+        let index = self.deletes.varint()?;
+        let r = self.replica(index)?;
+        let d = self.deletes.varint()?;
+        let len = if counted { self.deletes.varint()? } else { 1 };
+        Ok((r, Some(self.next_seq[r].wrapping_add(unzigzag(d))), len))
+    }
+
     fn insert_run(
         &mut self,
         target: usize,
         replica: usize,
         mut ts: Timestamp,
+        single: bool,
     ) -> Result<(), DecodeError> {
         let n = self.run_len()?;
-        let total = self.records.varint()?;
+        let total = if single {
+            n as u64
+        } else {
+            self.records.varint()?
+        };
         let d = self.records.varint()?;
         let first = self.next_seq[replica].wrapping_add(unzigzag(d));
         let mut left = self.origin(first)?;
@@ -731,11 +822,7 @@ impl<'a> Decoder<'a> {
                     seq: seq - 1,
                 });
             }
-            let len = if total == n as u64 {
-                1
-            } else {
-                self.lens.next()?
-            };
+            let len = if single { 1 } else { self.lens.next()? };
             if len == 0 {
                 return Err(malformed("an insert of nothing in a run"));
             }
@@ -779,28 +866,37 @@ impl<'a> Decoder<'a> {
                 ts = self.step(ts)?;
             }
             let shape = self.deletes.varint()?;
-            let (r, seq, len) = match (shape, prev) {
-                (BACKSPACE, Some((r, s, _))) => (r, s.checked_sub(1), 1),
-                (FORWARD, Some((r, s, n))) => (r, s.checked_add(n), 1),
-                (EXPLICIT, _) => {
-                    let index = self.deletes.varint()?;
-                    let r = self.replica(index)?;
-                    let d = self.deletes.varint()?;
-                    let len = self.deletes.varint()?;
-                    (r, Some(self.next_seq[r].wrapping_add(unzigzag(d))), len)
+            let ranges = match (shape, prev) {
+                (BACKSPACE, Some((r, s, _))) => vec![(r, s.checked_sub(1), 1)],
+                (FORWARD, Some((r, s, n))) => vec![(r, s.checked_add(n), 1)],
+                (ONE, _) => vec![self.range(false)?],
+                (EXPLICIT, _) => vec![self.range(true)?],
+                (BACKSPACE | FORWARD, None) => return Err(malformed("a bad delete entry")),
+                (n, _) => {
+                    let n = usize::try_from(n - RANGES)
+                        .ok()
+                        .filter(|&n| n <= self.deletes.0.len() / 3)
+                        .ok_or_else(|| malformed("a delete names too many ranges"))?;
+                    (0..n)
+                        .map(|_| self.range(true))
+                        .collect::<Result<Vec<_>, _>>()?
                 }
-                _ => return Err(malformed("a bad delete entry")),
             };
-            let seq = seq.ok_or_else(|| malformed("a delete entry overflows"))?;
-            let elem = ElemId {
-                replica: self.replicas[r],
-                seq,
-            };
-            let payload = Payload::SeqDelete {
-                ranges: vec![(elem, len)],
-            };
-            self.push(target, OpId::new(ts, id), Vec::new(), payload, 32)?;
-            prev = Some((r, seq, len));
+            let mut out = Vec::with_capacity(ranges.len());
+            for (r, seq, len) in ranges {
+                let seq = seq.ok_or_else(|| malformed("a delete entry overflows"))?;
+                out.push((
+                    ElemId {
+                        replica: self.replicas[r],
+                        seq,
+                    },
+                    len,
+                ));
+                prev = Some((r, seq, len));
+            }
+            let extra = 32 + out.len() * size_of::<(ElemId, u64)>();
+            let payload = Payload::SeqDelete { ranges: out };
+            self.push(target, OpId::new(ts, id), Vec::new(), payload, extra)?;
         }
         self.prev_ts = ts.as_u64();
         Ok(())

@@ -77,19 +77,20 @@ fn golden_bytes_of_a_small_batch() {
     assert_eq!(
         hex(&bytes),
         concat!(
-            "11",                                   // format
-            "01 0000000000000007",                  // 1 replica
-            "02",                                   // 2 targets:
-            "056e6f746573 016e 00 01",              //   notes / n / "" / schema 1
-            "056e6f746573 016e 04626f6479 01",      //   notes / n / body / schema 1
-            "05",                                   // 5 ops
-            "0c",                                   // records, 12 bytes:
-            "00 00",                                //   general, target 0, replica 0
-            "05 00 03 03 00 00 00", //   insert run, target 1: 3 ops, 3 chars, seq +0, no origins
-            "06 00 01",             //   delete run, target 1: 1 op
-            "0f",                   // times, 15 bytes: a literal group of 6
-            "0a 808080f8c7cc80a203 02 00 01 00 02", //   first ts, +1, step 0, step +1 ms logical 0, +1
-            "04 02 00 01 01", // deletes: explicit, replica 0, seq 3 - 1, 1 element
+            "11",                                // format
+            "01",                                // flags: in op id order
+            "01 0000000000000007",               // 1 replica
+            "02",                                // 2 targets:
+            "056e6f746573 016e 00 01",           //   notes / n / "" / schema 1
+            "056e6f746573 016e 04626f6479 01",   //   notes / n / body / schema 1
+            "05",                                // 5 ops
+            "09",                                // records, 9 bytes:
+            "00 00",                             //   general, target 0, replica 0
+            "1d 03 00 00 00", //   insert run of single chars, target 1, same replica: 3 ops, seq +0, no origins
+            "16 01",          //   delete run, target 1, same replica: 1 op
+            "0e",             // times, 14 bytes: a literal group of 5
+            "08 808080f8c7cc80a203 02 00 01 02", //   first ts, +1, step 0, step +1 ms counter 0, +1
+            "03 02 00 01",    // deletes: one element, replica 0, seq 3 - 1
             "00",             // lens: none
             "03 616263",      // text "abc"
             "02 00 07",       // general: no deps, Create
@@ -239,6 +240,13 @@ fn check_editing_history(seed: u64) {
     let ops = editing_history(seed, 200);
     let bytes = encode_history(&ops);
     assert_eq!(decode_history(&bytes).unwrap(), ops, "seed {seed}");
+    // In op id order the replicas' ops are grouped, and still come back in order.
+    let mut sorted = ops.clone();
+    sorted.sort_by_key(|op| op.id);
+    sorted.dedup_by_key(|op| op.id);
+    let grouped = encode_history(&sorted);
+    assert_eq!(grouped[1], 1, "seed {seed}: the sorted flag");
+    assert_eq!(decode_history(&grouped).unwrap(), sorted, "seed {seed}");
     // Cutting it anywhere is an error, never a panic.
     for cut in [1, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
         assert!(
@@ -323,6 +331,39 @@ fn a_typed_document_loads_from_its_history_and_is_much_smaller() {
 }
 
 #[test]
+fn concurrent_typing_still_forms_runs() {
+    let clock = ManualClock::new(START_MS);
+    let (mut a, mut b) = (replica(&clock, 1), replica(&clock, 2));
+    a.insert("notes", Some("n"), [("title", "t".into())])
+        .unwrap();
+    sync(&a, &mut b);
+    // Both type 200 keys at once, their ops interleaving in op id order.
+    for i in 0..200u64 {
+        clock.advance(1);
+        a.transact(|tx| tx.insert_text("notes", "n", "body", i, "a"))
+            .unwrap();
+        b.transact(|tx| tx.insert_text("notes", "n", "body", i, "b"))
+            .unwrap();
+    }
+    sync(&a, &mut b);
+    sync(&b, &mut a);
+    let ops = a.ops_since(&VersionVector::new()).unwrap();
+    assert!(ops.windows(2).any(|w| w[0].id.replica != w[1].id.replica));
+    let bytes = encode_history(&ops);
+    assert_eq!(decode_history(&bytes).unwrap(), ops);
+    // Two runs of 200 keys: about a byte of text and a byte of time per key, plus headers.
+    assert!(
+        bytes.len() < 2 * 400 + 120,
+        "{} bytes for {} ops",
+        bytes.len(),
+        ops.len()
+    );
+    let mut fresh = replica(&clock, 3);
+    fresh.apply_encoded(&bytes).unwrap();
+    assert_eq!(snapshot(&fresh), snapshot(&a));
+}
+
+#[test]
 fn hostile_headers_are_errors() {
     assert_eq!(decode_history(&[]), Err(DecodeError::Empty));
     assert_eq!(
@@ -354,15 +395,13 @@ fn hostile_headers_are_errors() {
 
 #[test]
 fn a_run_cannot_claim_more_ops_than_the_input_holds() {
-    // One replica, one target, 5 ops claimed, and an insert run of `n` ops of `total` chars
-    // over a text of 5 chars.
-    let batch = |n: &[u8], total: &[u8]| {
-        let mut b = vec![HISTORY_FORMAT, 0x01, 0, 0, 0, 0, 0, 0, 0, 7];
+    // One replica, one target, 5 ops claimed, one insert run (`run`: head, replica, n and
+    // maybe total) over a text of 5 chars.
+    let batch = |run: &[u8]| {
+        let mut b = vec![HISTORY_FORMAT, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 7];
         b.extend_from_slice(&[0x01, 0x05, b'n', b'o', b't', b'e', b's', 0x01, b'n']);
         b.extend_from_slice(&[0x04, b'b', b'o', b'd', b'y', 0x01, 0x05]);
-        let mut records = vec![0x01, 0x00];
-        records.extend_from_slice(n);
-        records.extend_from_slice(total);
+        let mut records = run.to_vec();
         records.extend_from_slice(&[0x00, 0x00, 0x00]);
         b.push(records.len() as u8);
         b.extend_from_slice(&records);
@@ -371,20 +410,22 @@ fn a_run_cannot_claim_more_ops_than_the_input_holds() {
         b.extend_from_slice(&[0x05, b'a', b'b', b'c', b'd', b'e', 0x00]);
         b
     };
-    let ops = decode_history(&batch(&[0x05], &[0x05])).unwrap();
+    // A run of 5 single chars.
+    let ops = decode_history(&batch(&[0x09, 0x00, 0x05])).unwrap();
     assert_eq!(ops.len(), 5);
-    let two_40 = [0x80, 0x80, 0x80, 0x80, 0x80, 0x20];
-    for (n, total) in [
-        (&two_40[..], &two_40[..]),
-        (&[0x05][..], &two_40[..]),
-        (&[0x00][..], &[0x00][..]),
+    let mut huge = vec![0x09, 0x00];
+    huge.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20]); // 2^40 ops
+    let mut long = vec![0x01, 0x00, 0x05];
+    long.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20]); // 2^40 chars
+    for run in [
+        &huge[..],
+        &long[..],
+        &[0x09, 0x00, 0x00][..],
+        &[0x19, 0x00, 0x05][..],
     ] {
         assert!(
-            matches!(
-                decode_history(&batch(n, total)),
-                Err(DecodeError::Malformed(_))
-            ),
-            "{n:?} {total:?}"
+            matches!(decode_history(&batch(run)), Err(DecodeError::Malformed(_))),
+            "{run:?}"
         );
     }
 }
