@@ -48,6 +48,7 @@
 
 pub mod codec;
 mod error;
+pub mod history;
 mod id;
 mod list;
 mod op;

@@ -13,7 +13,9 @@ use crate::schema::{Collection, Schema};
 use crate::state::{CollectionState, FieldState, RecordState};
 use crate::storage::Snapshot;
 use crate::validate::{delete_in, refresh_resolved, validate};
-use crate::{Op, OpId, Payload, ReplicaId, Storage, StorageError, VersionVector, codec, snapshot};
+use crate::{
+    Op, OpId, Payload, ReplicaId, Storage, StorageError, VersionVector, codec, history, snapshot,
+};
 
 /// At most this many remote ops wait for missing dependencies; more are rejected, so that a
 /// peer cannot make a replica buffer without bound.
@@ -486,9 +488,13 @@ impl<S: Storage, C: Clock> Replica<S, C> {
         self.pending.ops.len() + self.pending.elements.len()
     }
 
-    /// Decodes a batch from a peer ([`codec::encode_ops`]) and applies it.
+    /// Decodes a batch from a peer and applies it: an op batch ([`codec::encode_ops`]) or a
+    /// history batch ([`history::encode_history`]), told apart by the first byte.
     pub fn apply_encoded(&mut self, bytes: &[u8]) -> Result<ApplyOutcome, ApplyError> {
-        let ops = codec::decode_ops(bytes)?;
+        let ops = match bytes.first() {
+            Some(&history::HISTORY_FORMAT) => history::decode_history(bytes)?,
+            _ => codec::decode_ops(bytes)?,
+        };
         self.apply_remote(ops)
     }
 

@@ -1,8 +1,9 @@
 //! `cargo run --release -p benches --bin trace -- FILE...`: replays editing-trace files (the
 //! formats of `../shared/traces/README.md`, `.json` or `.json.gz`; a directory stands for every
 //! trace under it) through weft's public API, and prints one line per file: txns, ops in the op
-//! log, replay time, peak heap during the replay, encoded size of the op log, and the time to
-//! load that encoded log into a fresh replica.
+//! log, replay time, peak heap during the replay, encoded size of the op log (as a history
+//! batch, and beside it as per-op encodings), and the time to load the history batch into a
+//! fresh replica.
 //!
 //! A sequential trace replays on one replica, each txn its own transaction. A concurrent trace
 //! replays on a replica per agent, each txn on its agent's replica after it applied the ops of
@@ -27,13 +28,15 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn line(name: &str, m: &Measurement) -> String {
     format!(
-        "{name:<28} {:>8} txns {:>9} ops  replay {:>8.3} s  peak {:>8.1} MiB  op log {:>11} bytes  \
-         (fresh replica loads it in {:.3} s)",
+        "{name:<28} {:>8} txns {:>9} ops  replay {:>8.3} s  peak {:>8.1} MiB  op log {:>9} bytes \
+         (per-op {:>9})  (fresh replica loads it in {:.3} s)",
         m.txns,
         m.ops.map_or_else(|| "?".to_owned(), |n| n.to_string()),
         m.local.as_secs_f64(),
         m.local_peak as f64 / MIB,
         m.encoded,
+        m.alt_encoded
+            .map_or_else(|| "?".to_owned(), |n| n.to_string()),
         m.remote.as_secs_f64(),
     )
 }

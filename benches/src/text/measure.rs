@@ -29,6 +29,9 @@ pub struct Measurement {
     pub export: Duration,
     /// Bytes of the encoded full history.
     pub encoded: usize,
+    /// Bytes of the full history in the system's second encoding, if it has one
+    /// ([`TextSystem::alt_encoded`]).
+    pub alt_encoded: Option<usize>,
     /// Wall time of loading the encoded history into a fresh document and reading its text.
     pub remote: Duration,
     /// The most heap bytes live at once during the load, over those live before it (the encoded
@@ -77,6 +80,7 @@ pub fn measure(
     system.keep_one();
     let memory = alloc::live_bytes().saturating_sub(base);
     let ops = system.op_count();
+    let alt_encoded = system.alt_encoded();
 
     let (bytes, export) = timed(|| system.export());
     let bytes = bytes.map_err(in_system)?;
@@ -113,6 +117,7 @@ pub fn measure(
         memory,
         export,
         encoded,
+        alt_encoded,
         remote,
         remote_peak,
         remote_memory,

@@ -74,6 +74,12 @@ pub trait TextSystem {
         None
     }
 
+    /// Bytes of the kept replica's log in a second encoding worth showing beside
+    /// [`export`](Self::export)'s (weft: every op encoded on its own), where there is one.
+    fn alt_encoded(&self) -> Option<usize> {
+        None
+    }
+
     /// The kept replica's full history, encoded the way the system ships it to a peer that has
     /// nothing.
     fn export(&mut self) -> Result<Vec<u8>, ReplayError>;
@@ -125,6 +131,11 @@ pub trait TextReplica: Sized {
 
     /// Ops in this replica's log, where the system counts them.
     fn op_count(&self) -> Option<usize> {
+        None
+    }
+
+    /// Bytes of this replica's log in a second encoding, where there is one worth showing.
+    fn alt_encoded(&self) -> Option<usize> {
         None
     }
 
@@ -225,6 +236,10 @@ impl<R: TextReplica> TextSystem for Replicated<R> {
 
     fn op_count(&self) -> Option<usize> {
         self.kept().ok()?.op_count()
+    }
+
+    fn alt_encoded(&self) -> Option<usize> {
+        self.kept().ok()?.alt_encoded()
     }
 
     fn export(&mut self) -> Result<Vec<u8>, ReplayError> {

@@ -223,6 +223,7 @@ mod tests {
             memory: 1_234_567,
             export: Duration::ZERO,
             encoded,
+            alt_encoded: None,
             remote: Duration::from_millis(1),
             remote_peak: 0,
             remote_memory: 0,

@@ -4,13 +4,15 @@
 //! [`Replica::transact`] with a `delete_text` and an `insert_text` per patch (code point
 //! positions); the update carried to other agents is the transaction's ops ([`Transaction::ops`]),
 //! applied with [`Replica::apply_remote`]. The full history is every op above the empty version
-//! vector in one [`codec::encode_ops`] batch, applied to a fresh replica with
+//! vector, in op id order, in one [`history::encode_history`] batch (the per-op
+//! [`codec::encode_ops`] size is shown beside it), applied to a fresh replica with
 //! [`Replica::apply_encoded`].
 //!
 //! [`Transaction::ops`]: crdt_core::Transaction::ops
 
 use crdt_core::{
     ApplyOutcome, Collection, Field, MemoryStorage, Op, Replica, Schema, VersionVector, codec,
+    history,
 };
 use hlc::SystemClock;
 use rand::SeedableRng;
@@ -136,12 +138,17 @@ impl TextReplica for Weft {
             .map(|ops| ops.len())
     }
 
+    fn alt_encoded(&self) -> Option<usize> {
+        let ops = self.replica.ops_since(&VersionVector::new()).ok()?;
+        Some(codec::encode_ops(&ops).len())
+    }
+
     fn export(&mut self) -> Result<Vec<u8>, ReplayError> {
         let ops = self
             .replica
             .ops_since(&VersionVector::new())
             .map_err(fail("weft: read ops"))?;
-        Ok(codec::encode_ops(&ops))
+        Ok(history::encode_history(&ops))
     }
 
     fn load(bytes: Vec<u8>) -> Result<Self, ReplayError> {
