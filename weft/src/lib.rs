@@ -33,4 +33,7 @@ pub use crdt_core::{
     VersionVector,
 };
 pub use hlc;
+pub use merkle_sync;
+
+pub mod sim;
 pub use hlc::{Clock, ClockedHlc, Hlc, SystemClock, Timestamp};
