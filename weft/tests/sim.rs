@@ -108,3 +108,12 @@ fn a_seed_replays_exactly() {
     assert_eq!(history, History::generate(3, &config));
     assert_eq!(run(&history, &config), run(&history, &config));
 }
+
+/// Regressions: every failure the simulation found, with its seed and configuration.
+#[test]
+fn regressions() {
+    // merkle-sync: a synced session whose log changed announced it with one Status and no
+    // timer; losing that Status left both sides "synced" with different roots for good.
+    let two = Config::default().replicas(2, 2);
+    run_seeds([22], &two);
+}
