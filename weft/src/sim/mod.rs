@@ -313,8 +313,12 @@ impl History {
                         replica,
                         pick: rng.u32(),
                     },
-                    59..=80 => Step::Tick {
+                    59..=79 => Step::Tick {
                         ms: rng.range(1, 3000),
+                    },
+                    // A long pause: sessions in a partition time out, clocks catch up.
+                    80 => Step::Tick {
+                        ms: rng.range(60_000, 900_000),
                     },
                     81..=85 => Step::Skew {
                         replica,
@@ -326,7 +330,11 @@ impl History {
                     },
                     86..=89 => Step::Partition {
                         mask: 1 + rng.below((1 << r) - 2),
-                        ms: rng.range(500, 30_000),
+                        ms: if rng.chance(0.8) {
+                            rng.range(500, 30_000)
+                        } else {
+                            rng.range(60_000, 1_200_000)
+                        },
                     },
                     90..=95 => Step::Crash {
                         replica,
