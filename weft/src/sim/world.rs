@@ -81,6 +81,9 @@ pub(crate) struct Node {
     pub(crate) clock: ManualClock,
     /// Ops this replica acknowledged (a commit or a remote batch that returned `Ok`).
     pub(crate) acked: BTreeSet<OpId>,
+    /// The highest timestamp of an op this replica stored: every later local op must be
+    /// stamped above it, also after a restart.
+    high: Option<hlc::Timestamp>,
 }
 
 pub(crate) fn redb_config() -> RedbConfig {
@@ -108,6 +111,7 @@ impl Node {
             index: Index::new(),
             clock,
             acked: BTreeSet::new(),
+            high: None,
         })
     }
 
@@ -142,6 +146,7 @@ impl Node {
                 self.acked.len()
             ));
         }
+        self.high = self.high.max(ops.iter().map(|op| op.id.ts).max());
         self.index = Index::from_ops(ops.iter());
         self.replica = replica;
         self.disk = disk;
@@ -169,6 +174,7 @@ impl Node {
                         .ok_or_else(|| format!("applied op {id} is not in the log"))?;
                     self.index.insert_op(&op);
                     self.acked.insert(id);
+                    self.high = self.high.max(Some(id.ts));
                 }
                 Ok(drift)
             }
@@ -300,6 +306,14 @@ impl Node {
         match result {
             Ok(ops) => {
                 for op in &ops {
+                    if self.high.is_some_and(|h| op.id.ts <= h) {
+                        return Err(format!(
+                            "local op {} is stamped at or below {:?}, a timestamp this replica \
+                             already stored",
+                            op.id, self.high
+                        ));
+                    }
+                    self.high = Some(op.id.ts);
                     self.index.insert_op(op);
                     self.acked.insert(op.id);
                 }
