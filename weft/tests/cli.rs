@@ -63,9 +63,9 @@ fn simulate_fails_on_a_broken_merge_handler_with_seed_and_minimized_history() {
     let out = weft(&[
         "simulate",
         "--seeds",
-        "1",
+        "20",
         "--start",
-        "5",
+        "0",
         "--replicas",
         "3-4",
         "--steps",
@@ -75,9 +75,12 @@ fn simulate_fails_on_a_broken_merge_handler_with_seed_and_minimized_history() {
     ]);
     let text = stdout(&out);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("FAILED: seed 5"), "{text}");
+    assert!(text.contains("FAILED: seed "), "{text}");
+    assert!(text.contains("differs from the reference model"), "{text}");
     assert!(text.contains("minimized history"), "{text}");
-    assert!(text.contains("--start 5"), "{text}");
+    assert!(text.contains("--seeds 1 --start "), "{text}");
+    assert!(text.contains("--mutation stateful-merge"), "{text}");
+    assert!(!text.contains("histories passed"), "{text}");
 }
 
 #[test]

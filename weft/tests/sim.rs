@@ -5,7 +5,7 @@
 //! `WEFT_SEED=<seed> cargo test -p weft --test sim replay -- --nocapture`, or run
 //! `cargo run --release -p weft -- simulate --seeds 1 --start <seed>`.
 
-use weft::sim::{Config, Faults, History, Mutation, Step, minimize, run};
+use weft::sim::{Config, Faults, History, Mutation, Step, SyncSettings, minimize, run};
 
 /// Runs `seeds`, panicking with the seed and a minimized history at the first failure.
 fn run_seeds(seeds: impl IntoIterator<Item = u64>, config: &Config) -> weft::sim::Summary {
@@ -123,6 +123,11 @@ fn regressions() {
             drop: 0.05,
             duplicate: 0.3,
             latency: (20, 2000),
+        },
+        sync: SyncSettings {
+            max_frame_bytes: 2048,
+            symbols_per_message: 64,
+            retransmit_after: 1000,
         },
         steps: vec![
             Step::Tick { ms: 1625 },

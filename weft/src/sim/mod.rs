@@ -172,6 +172,18 @@ pub struct Faults {
     pub latency: (u64, u64),
 }
 
+/// The sessions' settings, fixed for a history: from tiny frames and sketch messages (so
+/// transfers and sketches span many messages) to the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// [`merkle_sync::Config::max_frame_bytes`].
+    pub max_frame_bytes: usize,
+    /// [`merkle_sync::Config::symbols_per_message`].
+    pub symbols_per_message: usize,
+    /// [`merkle_sync::Config::retransmit_after`], in ms.
+    pub retransmit_after: u64,
+}
+
 /// One step of a history. Every random choice is drawn when the history is generated, so a
 /// history replays exactly and stays meaningful when steps are removed from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,6 +278,8 @@ pub struct History {
     pub replicas: usize,
     /// The network's faults.
     pub faults: Faults,
+    /// The sessions' settings.
+    pub sync: SyncSettings,
     /// The steps, in order.
     pub steps: Vec<Step>,
 }
@@ -345,10 +359,18 @@ impl History {
                 }
             })
             .collect();
+        // Drawn apart, so that adding them left every seed's other draws as they were.
+        let mut pick = SimRng::new(seed ^ 0x636f_6e66_6967);
+        let sync = SyncSettings {
+            max_frame_bytes: [256, 2 << 10, 64 << 10][pick.below(3) as usize],
+            symbols_per_message: [8, 64, 2048][pick.below(3) as usize],
+            retransmit_after: [200, 1000][pick.below(2) as usize],
+        };
         Self {
             seed,
             replicas,
             faults,
+            sync,
             steps,
         }
     }
@@ -358,13 +380,17 @@ impl fmt::Display for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "seed {}: {} replicas, drop {}, duplicate {}, latency {}-{} ms, {} steps:",
+            "seed {}: {} replicas, drop {}, duplicate {}, latency {}-{} ms, frames {} B, \
+             {} symbols a message, retransmit after {} ms, {} steps:",
             self.seed,
             self.replicas,
             self.faults.drop,
             self.faults.duplicate,
             self.faults.latency.0,
             self.faults.latency.1,
+            self.sync.max_frame_bytes,
+            self.sync.symbols_per_message,
+            self.sync.retransmit_after,
             self.steps.len()
         )?;
         for (i, step) in self.steps.iter().enumerate() {
@@ -475,7 +501,7 @@ pub fn run(history: &History, config: &Config) -> Result<Summary, Failure> {
             .wrapping_add(i as u64);
         nodes.push(Node::create(seed, clock, schema.clone(), hlc).map_err(fail(None))?);
     }
-    let mut w = World::new(nodes, history.faults, hlc, history.seed);
+    let mut w = World::new(nodes, history.faults, history.sync, hlc, history.seed);
     w.set_clocks();
     for (i, step) in history.steps.iter().enumerate() {
         apply_step(&mut w, step).map_err(fail(Some(i)))?;

@@ -4,7 +4,7 @@
 use merkle_sync::{Config as SyncConfig, Event, Scope, Session, SessionError, StorageSource};
 
 use super::world::{COLLECTIONS, Node};
-use super::{Faults, SimRng, Summary};
+use super::{Faults, SimRng, Summary, SyncSettings};
 
 /// A connection between two replicas: one session on each side. `None` while it is down.
 struct Link {
@@ -51,11 +51,17 @@ pub(crate) struct World {
 }
 
 impl World {
-    pub(crate) fn new(nodes: Vec<Node>, faults: Faults, hlc: hlc::Config, seed: u64) -> Self {
+    pub(crate) fn new(
+        nodes: Vec<Node>,
+        faults: Faults,
+        sync: SyncSettings,
+        hlc: hlc::Config,
+        seed: u64,
+    ) -> Self {
         let mut config = SyncConfig::default();
-        // Small frames and sketch messages, so that transfers and sketches span many messages.
-        config.max_frame_bytes = 2 << 10;
-        config.symbols_per_message = 64;
+        config.max_frame_bytes = sync.max_frame_bytes;
+        config.symbols_per_message = sync.symbols_per_message;
+        config.retransmit_after = sync.retransmit_after;
         let n = nodes.len();
         let mut links = Vec::new();
         for a in 0..n {
