@@ -75,7 +75,7 @@ impl SimRng {
 
     /// A number in `lo..=hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi.saturating_sub(lo) + 1)
+        lo.saturating_add(self.below(hi.saturating_sub(lo).saturating_add(1)))
     }
 
     /// True with probability `p`.
@@ -490,6 +490,12 @@ pub fn run(history: &History, config: &Config) -> Result<Summary, Failure> {
             reason,
         }
     };
+    if !(1..=64).contains(&history.replicas) {
+        return Err(fail(None)(format!(
+            "a history needs 1 to 64 replicas, not {}",
+            history.replicas
+        )));
+    }
     let schema = world::schema(config.mutation);
     let hlc = hlc::Config::default().with_max_drift_ms(config.max_drift_ms);
     let mut nodes = Vec::new();
