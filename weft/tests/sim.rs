@@ -100,6 +100,20 @@ fn a_stateful_merge_handler_is_caught() {
     assert!(run(&small, &sound).is_ok(), "{small}");
 }
 
+/// Stores whose commits return before they are synced must lose acknowledged ops in the
+/// simulated power cuts, and the simulation must say so.
+#[test]
+fn acknowledged_commits_lost_in_a_power_cut_are_caught() {
+    let config = Config::default()
+        .replicas(3, 4)
+        .steps(20, 60)
+        .mutation(Mutation::RelaxedCommits);
+    let failure = (0..20)
+        .find_map(|seed| run(&History::generate(seed, &config), &config).err())
+        .expect("relaxed commits lost nothing in 20 seeds");
+    assert!(failure.reason.contains("acknowledged op"), "{failure}");
+}
+
 /// A seed replays exactly.
 #[test]
 fn a_seed_replays_exactly() {

@@ -34,6 +34,8 @@ pub(crate) struct Options {
 enum MutationArg {
     /// A merge handler with hidden state, so its result depends on the order of arrival.
     StatefulMerge,
+    /// Commits return before they are synced, so a power cut loses acknowledged ops.
+    RelaxedCommits,
 }
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {
@@ -58,8 +60,12 @@ pub(crate) fn run(options: &Options) -> Outcome {
     let mut config = Config::default()
         .replicas(options.replicas.0, options.replicas.1)
         .steps(options.steps.0, options.steps.1);
-    if let Some(MutationArg::StatefulMerge) = options.mutation {
-        config = config.mutation(Mutation::StatefulMergeHandler);
+    match options.mutation {
+        Some(MutationArg::StatefulMerge) => {
+            config = config.mutation(Mutation::StatefulMergeHandler)
+        }
+        Some(MutationArg::RelaxedCommits) => config = config.mutation(Mutation::RelaxedCommits),
+        None => {}
     }
     let progress = std::io::stderr().is_terminal() && !options.verbose;
     let mut total = Summary::default();
@@ -111,10 +117,10 @@ pub(crate) fn run(options: &Options) -> Outcome {
                     options.replicas.1,
                     options.steps.0,
                     options.steps.1,
-                    if options.mutation.is_some() {
-                        " --mutation stateful-merge"
-                    } else {
-                        ""
+                    match options.mutation {
+                        Some(MutationArg::StatefulMerge) => " --mutation stateful-merge",
+                        Some(MutationArg::RelaxedCommits) => " --mutation relaxed-commits",
+                        None => "",
                     }
                 );
                 return Ok(ExitCode::FAILURE);

@@ -106,6 +106,9 @@ pub enum Mutation {
     /// The merge handler keeps hidden state (a call counter), so its result depends on how
     /// often and in what order of arrival it ran: replicas must diverge.
     StatefulMergeHandler,
+    /// The stores commit in relaxed mode (a commit returns before it is synced) while the
+    /// simulation still counts commits as acknowledged: a power cut must lose some.
+    RelaxedCommits,
 }
 
 /// What histories [`History::generate`] draws, and what [`run`] runs them with.
@@ -505,7 +508,8 @@ pub fn run(history: &History, config: &Config) -> Result<Summary, Failure> {
             .seed
             .wrapping_mul(0x1000_0000_01b3)
             .wrapping_add(i as u64);
-        nodes.push(Node::create(seed, clock, schema.clone(), hlc).map_err(fail(None))?);
+        let store = world::redb_config(config.mutation);
+        nodes.push(Node::create(seed, clock, schema.clone(), hlc, store).map_err(fail(None))?);
     }
     let mut w = World::new(nodes, history.faults, history.sync, hlc, history.seed);
     w.set_clocks();

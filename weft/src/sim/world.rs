@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crdt_core::{
-    Collection, Conflict, ConflictPolicy, Field, MemoryStorage, Op, OpId, PrimaryKey, Query,
-    RedbConfig, RedbStorage, Replica, ScalarType, Schema, Storage, Value, WriteError,
+    Collection, CommitMode, Conflict, ConflictPolicy, Field, MemoryStorage, Op, OpId, PrimaryKey,
+    Query, RedbConfig, RedbStorage, Replica, ScalarType, Schema, Storage, Value, WriteError,
 };
 use hlc::ManualClock;
 use merkle_sync::Index;
@@ -36,7 +36,7 @@ fn concat(values: &[&Value]) -> Value {
 /// The schema: every field kind and every conflict policy.
 pub(crate) fn schema(mutation: Mutation) -> Schema {
     let merge = match mutation {
-        Mutation::None => ConflictPolicy::merge(concat),
+        Mutation::None | Mutation::RelaxedCommits => ConflictPolicy::merge(concat),
         Mutation::StatefulMergeHandler => {
             // Hidden state: the result depends on how often, and so in what order of
             // arrival, the handler ran on this process. Replicas must diverge.
@@ -84,12 +84,21 @@ pub(crate) struct Node {
     /// The highest timestamp of an op this replica stored: every later local op must be
     /// stamped above it, also after a restart.
     high: Option<hlc::Timestamp>,
+    store_config: RedbConfig,
 }
 
-pub(crate) fn redb_config() -> RedbConfig {
-    RedbConfig::new()
+pub(crate) fn redb_config(mutation: Mutation) -> RedbConfig {
+    let config = RedbConfig::new()
         .cache_bytes(256 << 10)
-        .verify_on_open(false)
+        .verify_on_open(false);
+    match mutation {
+        // Commits return before they are synced, and the background sync never comes within
+        // a run: a power cut loses commits the simulation counts as acknowledged.
+        Mutation::RelaxedCommits => config.commit(CommitMode::Relaxed {
+            interval: std::time::Duration::from_secs(3600),
+        }),
+        _ => config,
+    }
 }
 
 impl Node {
@@ -98,13 +107,19 @@ impl Node {
         clock: ManualClock,
         schema: Schema,
         hlc: hlc::Config,
+        store_config: RedbConfig,
     ) -> Result<Self, String> {
         let disk = PowerLossDisk::new();
-        let store = RedbStorage::with_backend(disk.clone(), redb_config())
+        let store = RedbStorage::with_backend(disk.clone(), store_config.clone())
             .map_err(|e| format!("creating the store: {e}"))?;
         let mut rng = StdRng::seed_from_u64(seed);
         let replica = Replica::open_with_config(store, clock.clone(), schema, hlc, &mut rng)
             .map_err(|e| format!("opening the replica: {e}"))?;
+        // The new replica's id is on disk before the history starts (relaxed mode included).
+        replica
+            .storage()
+            .flush()
+            .map_err(|e| format!("syncing the new store: {e}"))?;
         Ok(Self {
             replica,
             disk,
@@ -112,6 +127,7 @@ impl Node {
             clock,
             acked: BTreeSet::new(),
             high: None,
+            store_config,
         })
     }
 
@@ -121,7 +137,7 @@ impl Node {
         self.disk.cut_after(0);
         let image = self.disk.after_cut(&mut SimRng::new(fate));
         let disk = PowerLossDisk::from_image(image);
-        let store = RedbStorage::with_backend(disk.clone(), redb_config())
+        let store = RedbStorage::with_backend(disk.clone(), self.store_config.clone())
             .map_err(|e| format!("the store does not open after a power cut: {e}"))?;
         let schema = self.replica.schema().clone();
         let id = self.replica.id();
