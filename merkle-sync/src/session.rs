@@ -232,7 +232,7 @@ impl Session {
         let result = Message::decode(bytes)
             .map_err(SessionError::from)
             .and_then(|msg| self.dispatch(now, msg, index));
-        self.finish(result, index)
+        self.finish(now, result, index)
     }
 
     /// Handles the timer returned by [`Session::poll_timeout`]: restarts the round with a new
@@ -254,7 +254,7 @@ impl Session {
         }
         if self.retries > self.config.max_retries {
             let e = SessionError::TimedOut(self.config.max_retries);
-            return self.finish(Err(e), index);
+            return self.finish(now, Err(e), index);
         }
         self.stats.retransmits += 1;
         self.backoff = self.backoff.saturating_mul(2).min(60_000);
@@ -278,7 +278,7 @@ impl Session {
     /// most [`Config::max_frame_bytes`], in id order.
     pub fn poll_transmit(
         &mut self,
-        _now: u64,
+        now: u64,
         index: &Index,
         source: &impl OpSource,
     ) -> Result<Option<Vec<u8>>, SessionError> {
@@ -287,11 +287,11 @@ impl Session {
         }
         if self.control.is_empty() && !self.outgoing.is_empty() {
             let frame = self.ops_frame(source);
-            let frame = self.finish(frame, index)?;
+            let frame = self.finish(now, frame, index)?;
             self.count_sent(&frame);
             return Ok(Some(frame));
         }
-        self.check_done(index);
+        self.check_done(now, index);
         let msg = self.control.pop_front();
         if let Some(m) = &msg {
             self.count_sent(m);
@@ -317,10 +317,15 @@ impl Session {
         self.stats.bytes_sent += m.len() as u64;
     }
 
-    fn finish<T>(&mut self, r: Result<T, SessionError>, index: &Index) -> Result<T, SessionError> {
+    fn finish<T>(
+        &mut self,
+        now: u64,
+        r: Result<T, SessionError>,
+        index: &Index,
+    ) -> Result<T, SessionError> {
         match r {
             Ok(v) => {
-                self.check_done(index);
+                self.check_done(now, index);
                 Ok(v)
             }
             Err(e) => {
@@ -639,13 +644,19 @@ impl Session {
         });
     }
 
-    fn check_done(&mut self, index: &Index) {
+    fn check_done(&mut self, now: u64, index: &Index) {
         if self.state == State::Failed || !self.outgoing.is_empty() {
             return;
         }
         let root = index.root(&self.scope);
         if root != self.announced {
             self.announce(root, index);
+            if self.state == State::Synced {
+                // Our log changed after we agreed. Wait for the peer to agree again, and
+                // retransmit if it does not: that Status may be lost.
+                self.state = State::Active;
+                self.deadline = Some(now.saturating_add(self.backoff));
+            }
         }
         if self.peer_root == Some(root) && self.state == State::Active {
             self.state = State::Synced;

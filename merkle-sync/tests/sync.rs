@@ -384,6 +384,24 @@ fn a_cut_off_session_resumes_without_starting_over() {
     );
 }
 
+/// Found by the weft simulation (`weft simulate --replicas 2`, seed 22): two synced sessions,
+/// then a local write whose Status announcement is lost. The writer must not stay synced
+/// without a timer: it retransmits until the peer agrees again.
+#[test]
+fn a_lost_announcement_after_syncing_is_retransmitted() {
+    let (mut net, _, scope) = pair(ops(0..10), ops(0..10));
+    net.run(1_000).unwrap();
+    let extra = op("a", 5000, 9, 40);
+    net.nodes[0].index.insert_op(&extra);
+    net.nodes[0].log.insert(extra.id, extra.clone());
+    // Everything sent right now is lost: that is the Status announcing the new root.
+    net.partition_until = net.now + 1;
+    net.run(100_000).unwrap();
+    let union: BTreeSet<OpId> = net.nodes[0].log.keys().copied().collect();
+    assert!(union.contains(&extra.id));
+    net.check(&scope, &[union.clone(), union]).unwrap();
+}
+
 fn session_pair(a: &Index, b: &Index, scope: &Scope) -> (Session, Session) {
     (
         Session::new(0, scope.clone(), Config::default(), a),

@@ -7,6 +7,16 @@
 //! - [`hlc`]: the hybrid logical clock.
 //! - [`crdt_core`]: ops, field types (registers, counters, sets, text, lists), schema and
 //!   conflict policies, the [`Replica`], storage.
+//! - [`merkle_sync`]: the sans-IO reconciliation protocol (Merkle index, `Session`).
+//! - [`sim`]: a deterministic simulation of 3 to 8 replicas on simulated disks and a faulty
+//!   simulated network, with a strict convergence check at the end.
+//!
+//! The `weft` command-line tool lives in this package too:
+//!
+//! ```sh
+//! cargo run -p weft -- demo                                   # two replicas, sync, reopen
+//! cargo run --release -p weft -- simulate --seeds 200 --start 0   # seeded histories
+//! ```
 //!
 //! ```
 //! use weft::{Collection, Field, MemoryStorage, Replica, Schema};
@@ -33,4 +43,7 @@ pub use crdt_core::{
     VersionVector,
 };
 pub use hlc;
+pub use merkle_sync;
+
+pub mod sim;
 pub use hlc::{Clock, ClockedHlc, Hlc, SystemClock, Timestamp};

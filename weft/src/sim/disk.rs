@@ -1,0 +1,201 @@
+//! A simulated disk for redb: writes reach a volatile image at once and a durable image only
+//! when synced, and the power can go after a given number of operations.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use redb::StorageBackend;
+
+use super::SimRng;
+
+/// One write not yet synced.
+#[derive(Debug, Clone)]
+enum Pending {
+    Data { offset: u64, bytes: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Default)]
+struct DiskState {
+    /// What survives a power cut for sure: the image as of the last sync.
+    durable: Vec<u8>,
+    /// What the running process sees.
+    current: Vec<u8>,
+    /// Writes since the last sync, in order.
+    pending: Vec<Pending>,
+    /// Operations (writes, length changes, syncs) left before the power goes; `None`: never.
+    budget: Option<u64>,
+    /// The power went: every later write or sync fails.
+    dead: bool,
+    syncs: u64,
+}
+
+fn apply(image: &mut Vec<u8>, w: &Pending) {
+    match w {
+        Pending::Data { offset, bytes } => {
+            let start = usize::try_from(*offset).unwrap_or(usize::MAX);
+            let end = start.saturating_add(bytes.len());
+            if image.len() < end {
+                image.resize(end, 0);
+            }
+            if let Some(dst) = image.get_mut(start..end) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+        Pending::SetLen(len) => image.resize(usize::try_from(*len).unwrap_or(usize::MAX), 0),
+    }
+}
+
+/// A simulated disk implementing redb's [`StorageBackend`], for crash and power-loss tests
+/// and the simulation. Clones share one disk.
+///
+/// Writes reach a volatile image at once and the durable image only at `sync_data`. After an
+/// operation budget ([`PowerLossDisk::cut_after`]) runs out the power goes: writes and syncs
+/// fail, and [`PowerLossDisk::after_cut`] gives the image a reboot finds, where each write
+/// not yet synced was lost, torn (a prefix of it written) or kept, independently (so in any
+/// order).
+///
+/// ```
+/// use weft::crdt_core::{RedbConfig, RedbStorage, Storage};
+/// use weft::sim::{PowerLossDisk, SimRng};
+///
+/// let disk = PowerLossDisk::new();
+/// let store = RedbStorage::with_backend(disk.clone(), RedbConfig::new())?;
+/// assert_eq!(store.len()?, 0);
+/// disk.cut_after(0); // the power goes now
+/// drop(store);
+/// let rebooted = PowerLossDisk::from_image(disk.after_cut(&mut SimRng::new(1)));
+/// let store = RedbStorage::with_backend(rebooted, RedbConfig::new())?;
+/// assert_eq!(store.len()?, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PowerLossDisk(Arc<Mutex<DiskState>>);
+
+impl PowerLossDisk {
+    /// An empty disk with power that never goes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A disk holding `image`, all of it durable.
+    pub fn from_image(image: Vec<u8>) -> Self {
+        let disk = Self::default();
+        {
+            let mut s = disk.lock();
+            s.durable = image.clone();
+            s.current = image;
+        }
+        disk
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DiskState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The power goes after `ops` more operations (writes, length changes, syncs).
+    pub fn cut_after(&self, ops: u64) {
+        self.lock().budget = Some(ops);
+    }
+
+    /// Cancels a planned cut (the power stays on), unless it already went.
+    pub fn keep_power(&self) {
+        self.lock().budget = None;
+    }
+
+    /// Whether the power went.
+    pub fn is_dead(&self) -> bool {
+        self.lock().dead
+    }
+
+    /// How many syncs reached the disk.
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncs
+    }
+
+    /// The image a reboot finds: the durable image plus a random fate (lost, torn, kept) for
+    /// each write not yet synced.
+    pub fn after_cut(&self, rng: &mut SimRng) -> Vec<u8> {
+        let s = self.lock();
+        let mut image = s.durable.clone();
+        for w in &s.pending {
+            match rng.below(3) {
+                0 => {}
+                1 => apply(&mut image, w),
+                _ => match w {
+                    Pending::Data { offset, bytes } if !bytes.is_empty() => {
+                        let keep = rng.below(bytes.len() as u64) as usize;
+                        let torn = Pending::Data {
+                            offset: *offset,
+                            bytes: bytes.get(..keep).unwrap_or_default().to_vec(),
+                        };
+                        apply(&mut image, &torn);
+                    }
+                    other => apply(&mut image, other),
+                },
+            }
+        }
+        image
+    }
+
+    fn step(&self) -> Result<MutexGuard<'_, DiskState>, io::Error> {
+        let mut s = self.lock();
+        if s.dead {
+            return Err(io::Error::other("power cut"));
+        }
+        if let Some(b) = s.budget.as_mut() {
+            if *b == 0 {
+                s.dead = true;
+                return Err(io::Error::other("power cut"));
+            }
+            *b -= 1;
+        }
+        Ok(s)
+    }
+}
+
+impl StorageBackend for PowerLossDisk {
+    fn len(&self) -> Result<u64, io::Error> {
+        Ok(self.lock().current.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        let s = self.lock();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let src = s
+            .current
+            .get(start..start.saturating_add(out.len()))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        let mut s = self.step()?;
+        let w = Pending::SetLen(len);
+        apply(&mut s.current, &w);
+        s.pending.push(w);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        let mut s = self.step()?;
+        let pending = std::mem::take(&mut s.pending);
+        for w in &pending {
+            apply(&mut s.durable, w);
+        }
+        s.syncs += 1;
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        let mut s = self.step()?;
+        let w = Pending::Data {
+            offset,
+            bytes: data.to_vec(),
+        };
+        apply(&mut s.current, &w);
+        s.pending.push(w);
+        Ok(())
+    }
+}
