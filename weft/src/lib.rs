@@ -7,6 +7,9 @@
 //! - [`hlc`]: the hybrid logical clock.
 //! - [`crdt_core`]: ops, field types (registers, counters, sets, text, lists), schema and
 //!   conflict policies, the [`Replica`], storage.
+//! - [`merkle_sync`]: the sans-IO reconciliation protocol (Merkle index, `Session`).
+//! - [`testing`]: a harness that checks an application's schema and merge handlers for
+//!   convergence over random concurrent histories.
 //!
 //! ```
 //! use weft::{Collection, Field, MemoryStorage, Replica, Schema};
@@ -33,4 +36,7 @@ pub use crdt_core::{
     VersionVector,
 };
 pub use hlc;
+pub use merkle_sync;
+
+pub mod testing;
 pub use hlc::{Clock, ClockedHlc, Hlc, SystemClock, Timestamp};
