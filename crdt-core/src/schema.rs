@@ -226,6 +226,16 @@ impl Field {
     pub fn kind(&self) -> &FieldKind {
         &self.kind
     }
+
+    /// Whether records must have a value here.
+    pub fn is_required(&self) -> bool {
+        self.required
+    }
+
+    /// The value reads show while none was written, if any.
+    pub fn default(&self) -> Option<&Value> {
+        self.default.as_ref()
+    }
 }
 
 /// How records of a collection get their primary key.
@@ -280,6 +290,11 @@ impl Collection {
     /// The collection's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How its records get their keys.
+    pub fn key_kind(&self) -> &PrimaryKey {
+        &self.primary_key
     }
 
     /// The schema position of the field named `name`.

@@ -97,6 +97,9 @@
 
 #![warn(missing_docs)]
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod message;
 mod session;

@@ -10,6 +10,8 @@
 //! - [`merkle_sync`]: the sans-IO reconciliation protocol (Merkle index, `Session`).
 //! - [`sim`]: a deterministic simulation of 3 to 8 replicas on simulated disks and a faulty
 //!   simulated network, with a strict convergence check at the end.
+//! - [`testing`]: a harness that checks an application's schema and merge handlers for
+//!   convergence over random concurrent histories.
 //!
 //! The `weft` command-line tool lives in this package too:
 //!
@@ -46,4 +48,5 @@ pub use hlc;
 pub use merkle_sync;
 
 pub mod sim;
+pub mod testing;
 pub use hlc::{Clock, ClockedHlc, Hlc, SystemClock, Timestamp};

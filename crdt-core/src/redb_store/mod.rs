@@ -50,7 +50,9 @@ pub struct RedbConfig {
     pub commit: CommitMode,
     /// Verify the checksum of every page on open, so that a file damaged on disk fails to open
     /// with [`StorageError::Unreadable`] rather than being trusted. Costs a read of the whole
-    /// file. Default: on. (After a crash redb verifies the file whatever this says.)
+    /// file. Default: on. (After a crash redb verifies the file whatever this says.) Turn it
+    /// off only for files you trust: redb may panic on a damaged file it did not verify (the
+    /// `storage_open` fuzz target finds such files within seconds).
     pub verify_on_open: bool,
     /// Bytes of redb's page cache. Default: 64 MiB (memory holds the materialized state; the
     /// store is read on open and when peers ask for ops).
