@@ -6,7 +6,8 @@
 //! `durable_fixtures/store-v2.redb` is a file written by this version, which must open and read
 //! back the same content. A change to either is a format decision: make it deliberately, with
 //! the format version and the wire-format document changed alongside, and regenerate with
-//! `WEFT_BLESS=1 cargo test -p crdt-core --test durable_golden`.
+//! `WEFT_BLESS=1 cargo test -p crdt-core --test durable_golden` (the repository ignores
+//! `*.redb`: add the regenerated file with `git add -f`).
 
 mod durable_util;
 
