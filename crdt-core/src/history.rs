@@ -960,7 +960,7 @@ mod tests {
         }
         let mut out = Vec::new();
         rle(&[0; 1000], &mut out);
-        assert_eq!(out, [0xf3, 0x0f, 0x00]); // repeat 998 + 2 of 0
+        assert_eq!(out, [0xcd, 0x0f, 0x00]); // h = 998 << 1 | 1: 1000 zeros
     }
 
     #[test]
