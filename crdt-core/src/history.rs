@@ -47,7 +47,8 @@ const DELETE_RUN: u64 = 2;
 
 /// Delete entry shapes: one element before the previous range's first, one element after the
 /// previous range, one element given explicitly, one range given explicitly, and
-/// `RANGES + n` for `n` (not one) explicit ranges.
+/// `RANGES + n` for `n` (not one) explicit ranges. Before a run's first entry the previous
+/// range is the empty one at the end of the deleting replica's last insert run.
 const BACKSPACE: u64 = 0;
 const FORWARD: u64 = 1;
 const ONE: u64 = 2;
@@ -297,7 +298,9 @@ impl<'a> Encoder<'a> {
         }
         self.head(DELETE_RUN, false, target, replica);
         put(&mut self.records, count as u64);
-        let mut prev: Option<(u64, u64, u64)> = None;
+        // Before the first entry, the previous range is the empty one where this replica's
+        // last insert run ended: a backspace right after typing is one byte.
+        let mut prev: Option<(u64, u64, u64)> = Some((replica, self.next_seq[replica as usize], 0));
         for op in &ops[..count] {
             let Payload::SeqDelete { ranges } = &op.payload else {
                 unreachable!("a delete run holds deletes");
@@ -860,7 +863,7 @@ impl<'a> Decoder<'a> {
     ) -> Result<(), DecodeError> {
         let n = self.run_len()?;
         let id = self.replicas[replica];
-        let mut prev: Option<(usize, u64, u64)> = None;
+        let mut prev: Option<(usize, u64, u64)> = Some((replica, self.next_seq[replica], 0));
         for i in 0..n {
             if i > 0 {
                 ts = self.step(ts)?;
@@ -957,7 +960,7 @@ mod tests {
         }
         let mut out = Vec::new();
         rle(&[0; 1000], &mut out);
-        assert_eq!(out, [0xf3, 0x0f, 0x00]); // repeat 998 + 2 of 0
+        assert_eq!(out, [0xcd, 0x0f, 0x00]); // h = 998 << 1 | 1: 1000 zeros
     }
 
     #[test]

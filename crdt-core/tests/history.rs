@@ -77,23 +77,24 @@ fn golden_bytes_of_a_small_batch() {
     assert_eq!(
         hex(&bytes),
         concat!(
-            "11",                                // format
-            "01",                                // flags: in op id order
-            "01 0000000000000007",               // 1 replica
-            "02",                                // 2 targets:
-            "056e6f746573 016e 00 01",           //   notes / n / "" / schema 1
-            "056e6f746573 016e 04626f6479 01",   //   notes / n / body / schema 1
-            "05",                                // 5 ops
-            "09",                                // records, 9 bytes:
-            "00 00",                             //   general, target 0, replica 0
-            "1d 03 00 00 00", //   insert run of single chars, target 1, same replica: 3 ops, seq +0, no origins
-            "16 01",          //   delete run, target 1, same replica: 1 op
-            "0e",             // times, 14 bytes: a literal group of 5
-            "08 808080f8c7cc80a203 02 00 01 02", //   first ts, +1, step 0, step +1 ms counter 0, +1
-            "03 02 00 01",    // deletes: one element, replica 0, seq 3 - 1
-            "00",             // lens: none
-            "03 616263",      // text "abc"
-            "02 00 07",       // general: no deps, Create
+            "11",                              // format
+            "01",                              // flags: in op id order
+            "01 0000000000000007",             // 1 replica
+            "02",                              // 2 targets:
+            "056e6f746573 016e 00 01",         //   notes / n / "" / schema 1
+            "056e6f746573 016e 04626f6479 01", //   notes / n / body / schema 1
+            "05",                              // 5 ops
+            "09",                              // records, 9 bytes:
+            "00 00",                           //   general, target 0, replica 0
+            "1d 03 00 00 00",                  //   insert run: 3 chars, seq +0, no origins
+            "16 01",                           //   delete run: 1 op
+            "0e",                              // times, 14 bytes, a literal group of 5:
+            "08 808080f8c7cc80a203 02",        //   first ts, +1,
+            "00 01 02",                        //   same ms, +1 ms counter 0, +1
+            "01 00",                           // deletes: a backspace right after typing
+            "00",                              // lens: none
+            "03 616263",                       // text "abc"
+            "02 00 07",                        // general: no deps, Create
         )
         .replace(' ', "")
     );
