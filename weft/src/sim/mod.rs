@@ -712,6 +712,19 @@ pub fn minimize(history: &History, config: &Config) -> Option<(History, Failure)
     while best.replicas > 2 && budget > 0 {
         let mut candidate = best.clone();
         candidate.replicas -= 1;
+        // Steps name replicas modulo the count: write that down, so the history reads true.
+        let n = candidate.replicas;
+        for step in &mut candidate.steps {
+            match step {
+                Step::Write { replica, .. }
+                | Step::Resolve { replica, .. }
+                | Step::Skew { replica, .. }
+                | Step::Crash { replica, .. }
+                | Step::Snapshot { replica } => *replica %= n,
+                Step::Partition { mask, .. } => *mask &= (1u64 << n) - 1,
+                Step::Tick { .. } => {}
+            }
+        }
         budget -= 1;
         match run(&candidate, config) {
             Err(f) => {
