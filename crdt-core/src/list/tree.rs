@@ -18,10 +18,6 @@ pub(super) const MAX_RUNS: usize = 64;
 #[cfg(test)]
 pub(super) const MAX_RUNS: usize = 4;
 
-/// Room for the runs of a leaf: an edit adds at most three runs to a full leaf before it
-/// splits.
-const LEAF_CAPACITY: usize = MAX_RUNS + 3;
-
 /// Children per inner node before it splits in two.
 #[cfg(not(test))]
 const MAX_CHILDREN: usize = 16;
@@ -267,11 +263,10 @@ impl<C: Content> Tree<C> {
             return None;
         }
         let l = &mut self.leaves[leaf as usize];
-        // Both halves keep room for a leaf's worth (and the few runs an edit adds before it
-        // splits), not the doubled capacity the overflowing push left.
-        let mut moved = Vec::with_capacity(LEAF_CAPACITY);
-        moved.extend(l.runs.drain(l.runs.len() / 2..));
-        l.runs.shrink_to(LEAF_CAPACITY);
+        // Both halves fit their runs exactly (not the doubled capacity the overflowing push
+        // left): most leaves are not edited again for a long time, so slack would stay.
+        let moved = l.runs.split_off(l.runs.len() / 2);
+        l.runs.shrink_to_fit();
         let mut counts = Counts::default();
         for run in &moved {
             counts.add(&run.counts());

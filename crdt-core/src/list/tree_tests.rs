@@ -325,7 +325,7 @@ fn run(seed: u64, steps: usize) {
                 let (model, next_b) = (w.model.clone(), w.next_b);
                 let mut journal = Vec::new();
                 for _ in 0..rng.random_range(1..6) {
-                    if rng.random_range(0..3) > 0 || w.model.len() == 0 {
+                    if rng.random_range(0..3) > 0 || w.a.len() == 0 {
                         let s = random_text(&mut rng);
                         let pos = rng.random_range(0..=w.a.len());
                         let id = ElemId {
