@@ -109,5 +109,5 @@ mod trie;
 
 pub use index::{Digest, Index, Scope, op_digest};
 pub use message::{MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MessageError, PROTOCOL_VERSION};
-pub use session::{Config, Event, Session, SessionError, Stats};
+pub use session::{Config, Event, Reconcile, Session, SessionError, Stats};
 pub use source::{OpSource, SourceError, StorageSource};
