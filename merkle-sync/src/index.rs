@@ -281,6 +281,43 @@ impl Index {
             .map(|(d, n)| (Digest(d), n))
     }
 
+    /// One key, the first differing bit (128 for one key) and the count of the ops of
+    /// `collection` under the first `bits` bits of `prefix`.
+    pub(crate) fn range_shape(
+        &self,
+        collection: &str,
+        prefix: &Key,
+        bits: u8,
+    ) -> Option<(Key, u8, u64)> {
+        self.collections
+            .get(collection)?
+            .trie
+            .range_shape(prefix, bits.min(128))
+    }
+
+    /// Calls `f`, in order, on every id of `collection` that is `>= start` and under the first
+    /// `bits` bits of `prefix`. O(depth + ids visited).
+    pub(crate) fn for_each_in(
+        &self,
+        collection: &str,
+        prefix: &Key,
+        bits: u8,
+        start: &Key,
+        mut f: impl FnMut(&Key) -> bool,
+    ) {
+        let Some(c) = self.collections.get(collection) else {
+            return;
+        };
+        let lo = crate::trie::mask(prefix, bits);
+        let from = if *start > lo { *start } else { lo };
+        c.trie.for_each_from(&from, |k, _| {
+            if !crate::trie::same_prefix(k, prefix, bits) {
+                return false;
+            }
+            f(k)
+        });
+    }
+
     /// Ops in scope.
     pub fn count(&self, scope: &Scope) -> u64 {
         self.in_scope(scope).map(|(_, c)| c.trie.len()).sum()

@@ -22,7 +22,11 @@
 //!    peer and this side lacks nothing: one round trip for a peer that is only behind.
 //! 3. Otherwise the side with the lower root sends sketch symbols of the ops both frontiers
 //!    cover; the other subtracts its own, peels the difference, pushes what the peer lacks and
-//!    asks for what it lacks. More symbols are asked for if the difference does not peel.
+//!    asks for what it lacks. More symbols are asked for if the difference does not peel;
+//!    past the symbol budget the round falls back to a range-digest descent: each side sends
+//!    digests of the sub-ranges (bit prefixes of the id bytes, several trie levels down at
+//!    once) of every range where the two trees differ, and small ranges as their ids
+//!    ([`Reconcile::Descent`] uses the descent from the start).
 //! 4. Ops travel in id order in frames of bounded size. Each side announces its new root when
 //!    it changes; equal roots end the session. A lost message is recovered by a timeout that
 //!    restarts the round from step 1, which re-sends nothing already exchanged.
@@ -109,5 +113,5 @@ mod trie;
 
 pub use index::{Digest, Index, Scope, op_digest};
 pub use message::{MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MessageError, PROTOCOL_VERSION};
-pub use session::{Config, Event, Session, SessionError, Stats};
+pub use session::{Config, Event, Reconcile, Session, SessionError, Stats};
 pub use source::{OpSource, SourceError, StorageSource};

@@ -8,6 +8,7 @@ use hlc::Timestamp;
 
 use crate::index::Digest;
 use crate::sketch::Symbol;
+use crate::trie::{Key, mask, same_prefix, with_bits};
 
 /// The sync protocol's version, the second byte of a Hello.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -24,6 +25,16 @@ const TAG_SKETCH: u8 = 3;
 const TAG_MORE: u8 = 4;
 const TAG_WANT: u8 = 5;
 const TAG_OPS: u8 = 6;
+const TAG_RANGES: u8 = 7;
+
+/// Sub-ranges all the entries of one `Ranges` message may carry together.
+pub(crate) const MAX_RANGE_CHILDREN: usize = 1 << 15;
+
+/// The widest split of one range: `2^8` sub-ranges.
+pub(crate) const MAX_RANGE_WIDTH: u8 = 8;
+
+/// A sub-range holding at most this many ids lists them instead of a digest.
+pub(crate) const RANGE_IDS: u64 = 2;
 
 /// The smallest encoding of one symbol: a one-byte count, the key and the checksum.
 const MIN_SYMBOL_BYTES: usize = 1 + 16 + 8;
@@ -58,6 +69,9 @@ pub enum MessageError {
         /// The count given.
         count: u64,
     },
+    /// A range entry whose bit positions or ids do not fit together.
+    #[error("bad range entry: {0}")]
+    BadRange(&'static str),
     /// Bytes are left after the message.
     #[error("{0} unexpected bytes after the message")]
     Trailing(usize),
@@ -74,6 +88,37 @@ pub(crate) struct Hello {
     pub(crate) root: Digest,
     pub(crate) count: u64,
     pub(crate) frontier: VersionVector,
+}
+
+/// One sub-range of a [`RangeEntry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Child {
+    /// At most [`RANGE_IDS`] ids (none: the sender holds nothing there), in order.
+    Ids(Vec<OpId>),
+    /// More ids than that: their count and the digest of their canonical tree.
+    Digest(u64, Digest),
+}
+
+/// The sender's view of one range of a collection, split `width` bits down: all its ids in
+/// the range `prefix[..bits]` share `prefix[..split]`, and `children[i]` describes those under
+/// `prefix[..split]` followed by `i` in `width` bits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RangeEntry {
+    /// The collection's position in the sorted scope.
+    pub(crate) collection: u64,
+    pub(crate) bits: u8,
+    pub(crate) split: u8,
+    pub(crate) width: u8,
+    /// Zero from bit `split` on.
+    pub(crate) prefix: Key,
+    pub(crate) children: Vec<Child>,
+}
+
+impl RangeEntry {
+    /// The prefix of child `i` (its length is `split + width`).
+    pub(crate) fn child_prefix(&self, i: usize) -> Key {
+        with_bits(&self.prefix, self.split, self.width, i as u8)
+    }
 }
 
 /// One message.
@@ -98,6 +143,8 @@ pub(crate) enum Message {
     Want { ids: Vec<OpId> },
     /// Ops, in id order.
     Ops(Vec<Op>),
+    /// Range digests of the descent, several levels down at once.
+    Ranges(Vec<RangeEntry>),
 }
 
 impl Message {
@@ -153,6 +200,29 @@ impl Message {
             Self::Ops(ops) => {
                 out.push(TAG_OPS);
                 out.extend(crdt_core::codec::encode_ops(ops));
+            }
+            Self::Ranges(entries) => {
+                out.push(TAG_RANGES);
+                varint(&mut out, entries.len() as u64);
+                for e in entries {
+                    varint(&mut out, e.collection);
+                    out.extend([e.bits, e.split, e.width]);
+                    out.extend_from_slice(&e.prefix[..usize::from(e.split).div_ceil(8)]);
+                    for c in &e.children {
+                        match c {
+                            Child::Ids(ids) => {
+                                varint(&mut out, ids.len() as u64);
+                                for id in ids {
+                                    out.extend_from_slice(&id.to_bytes());
+                                }
+                            }
+                            Child::Digest(n, d) => {
+                                varint(&mut out, *n);
+                                out.extend_from_slice(d.as_bytes());
+                            }
+                        }
+                    }
+                }
             }
         }
         out
@@ -227,6 +297,7 @@ impl Message {
                 r.0 = &[];
                 Self::Ops(ops)
             }
+            TAG_RANGES => Self::Ranges(r.ranges()?),
             other => return Err(MessageError::UnknownTag(other)),
         };
         if !r.0.is_empty() {
@@ -317,6 +388,71 @@ impl Reader<'_> {
             Ok(n) if n <= cap && n.saturating_mul(min_bytes) <= self.0.len() => Ok(n),
             _ => Err(MessageError::TooMany { what, count }),
         }
+    }
+
+    fn ranges(&mut self) -> Result<Vec<RangeEntry>, MessageError> {
+        // An entry is at least a collection byte, three position bytes and one child.
+        let n = self.count("range entries", 5, MAX_RANGE_CHILDREN)?;
+        let mut entries = Vec::with_capacity(n);
+        let mut children_left = MAX_RANGE_CHILDREN;
+        for _ in 0..n {
+            let collection = self.varint()?;
+            let [bits, split, width] = self.array::<3>()?;
+            if width > MAX_RANGE_WIDTH || bits > split || u16::from(split) + u16::from(width) > 128
+            {
+                return Err(MessageError::BadRange("bit positions"));
+            }
+            let mut prefix = [0u8; 16];
+            let len = usize::from(split).div_ceil(8);
+            let (head, rest) = self
+                .0
+                .split_at_checked(len)
+                .ok_or(MessageError::Truncated)?;
+            prefix[..len].copy_from_slice(head);
+            self.0 = rest;
+            if mask(&prefix, split) != prefix {
+                return Err(MessageError::BadRange("prefix bits past the split"));
+            }
+            let fan = 1usize << width;
+            // Each child is at least one byte: check before allocating for them.
+            if fan > children_left || fan > self.0.len() {
+                return Err(MessageError::TooMany {
+                    what: "range children",
+                    count: fan as u64,
+                });
+            }
+            children_left -= fan;
+            let mut entry = RangeEntry {
+                collection,
+                bits,
+                split,
+                width,
+                prefix,
+                children: Vec::with_capacity(fan),
+            };
+            for i in 0..fan {
+                let count = self.varint()?;
+                let child = if count <= RANGE_IDS {
+                    let at = entry.child_prefix(i);
+                    let mut ids: Vec<OpId> = Vec::with_capacity(count as usize);
+                    for _ in 0..count {
+                        let key = self.array::<16>()?;
+                        if !same_prefix(&key, &at, split + width)
+                            || ids.last().is_some_and(|l| l.to_bytes() >= key)
+                        {
+                            return Err(MessageError::BadRange("ids outside their range"));
+                        }
+                        ids.push(OpId::from_bytes(key));
+                    }
+                    Child::Ids(ids)
+                } else {
+                    Child::Digest(count, Digest(self.array::<32>()?))
+                };
+                entry.children.push(child);
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     fn frontier(&mut self) -> Result<VersionVector, MessageError> {

@@ -5,10 +5,27 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crdt_core::{Op, OpId, VersionVector};
 
 use crate::index::{Digest, Index, Scope, meet};
-use crate::message::{Hello, Message, MessageError, ops_frame};
+use crate::message::{
+    Child, Hello, MAX_RANGE_WIDTH, Message, MessageError, RANGE_IDS, RangeEntry, ops_frame,
+};
 use crate::sketch::{Decoder, Symbol};
 use crate::source::{OpSource, SourceError};
-use crate::trie::Key;
+use crate::trie::{Key, mask, with_bits};
+
+/// How a session finds scattered gaps once the first flight has not settled the round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reconcile {
+    /// A rateless set-difference sketch; if it does not decode within
+    /// [`Config::max_sketch_symbols`], the round falls back to [`Reconcile::Descent`].
+    #[default]
+    Sketch,
+    /// Range digests, descending only where the two trees differ.
+    Descent,
+}
+
+/// Sub-ranges per `Ranges` message that a session sends (the decoder accepts up to 2^15).
+const RANGE_CHILDREN_PER_MESSAGE: usize = 4096;
 
 /// How a session behaves. Construct with [`Config::default`] and adjust fields.
 #[derive(Clone, Debug)]
@@ -19,8 +36,13 @@ pub struct Config {
     /// Sketch symbols per message.
     pub symbols_per_message: usize,
     /// The most sketch symbols a session accepts or sends in one reconciliation; past it the
-    /// session fails with [`SessionError::SketchFailed`].
+    /// round falls back to the range-digest descent.
     pub max_sketch_symbols: u64,
+    /// How scattered gaps are found.
+    pub reconcile: Reconcile,
+    /// The descent splits each differing range into `2^descent_width` sub-ranges per
+    /// message (at most 8: 256 sub-ranges).
+    pub descent_width: u8,
     /// Time without progress before a round restarts, in the caller's time unit (ms).
     pub retransmit_after: u64,
     /// Rounds restarted in a row without progress before the session gives up.
@@ -33,6 +55,8 @@ impl Default for Config {
             max_frame_bytes: 64 << 10,
             symbols_per_message: 2048,
             max_sketch_symbols: 1 << 20,
+            reconcile: Reconcile::Sketch,
+            descent_width: 4,
             retransmit_after: 1000,
             max_retries: 8,
         }
@@ -65,8 +89,8 @@ pub enum SessionError {
     /// The peer sent an op outside the scope.
     #[error("the peer sent an op of collection {0:?}, outside the scope")]
     OutOfScope(String),
-    /// The peer's sketch did not decode within [`Config::max_sketch_symbols`].
-    #[error("the set-difference sketch did not decode within the symbol budget")]
+    /// The peer's sketch messages exceed [`Config::max_sketch_symbols`].
+    #[error("the peer's sketch exceeds the symbol budget")]
     SketchFailed,
     /// Rounds kept timing out without progress.
     #[error("no progress after {0} retransmissions")]
@@ -169,6 +193,14 @@ pub struct Session {
     sketch_out: Option<(u64, VersionVector, Digest)>,
     decoding: Option<Decoding>,
     sketch_failures: u32,
+    /// Our frontier in our latest Hello: the peer pushes what is above it, so the descent
+    /// does not ask for it.
+    hello_frontier: VersionVector,
+    /// The peer's frontier in its latest Hello and ours when we pushed what was above it:
+    /// ids between the two were pushed already, so the descent does not push them again.
+    pushed_above: (VersionVector, VersionVector),
+    /// A sketch failed: later rounds descend at once.
+    descend: bool,
     stats: Stats,
 }
 
@@ -198,8 +230,12 @@ impl Session {
             sketch_out: None,
             decoding: None,
             sketch_failures: 0,
+            hello_frontier: VersionVector::new(),
+            pushed_above: (VersionVector::new(), VersionVector::new()),
+            descend: false,
             stats: Stats::default(),
         };
+        s.descend = s.config.reconcile == Reconcile::Descent;
         s.send_hello(now, index);
         s
     }
@@ -341,13 +377,14 @@ impl Session {
         self.epoch += 1;
         let root = index.root(&self.scope);
         self.announced = root;
+        self.hello_frontier = index.frontier(&self.scope);
         self.control.push_back(
             Message::Hello(Hello {
                 scope: self.scope_digest,
                 epoch: self.epoch,
                 root,
                 count: index.count(&self.scope),
-                frontier: index.frontier(&self.scope),
+                frontier: self.hello_frontier.clone(),
             })
             .encode(),
         );
@@ -404,6 +441,7 @@ impl Session {
                 }
                 Ok(())
             }
+            Message::Ranges(entries) => self.on_ranges(&entries, index),
             Message::Ops(ops) => {
                 if let Some(op) = ops.iter().find(|op| !self.scope.contains(&op.collection)) {
                     return Err(SessionError::OutOfScope(op.collection.clone()));
@@ -447,6 +485,7 @@ impl Session {
             .flat_map(|(_, keys)| keys.iter().map(|k| OpId::from_bytes(*k)))
             .collect();
         self.outgoing.append(&mut push);
+        self.pushed_above = (h.frontier.clone(), index.frontier(&self.scope));
         // If the peer holds exactly what we hold below its frontier, the push completes it
         // and we lack nothing.
         let count = index.count(&self.scope);
@@ -454,7 +493,9 @@ impl Session {
             self.peer_root = Some(root);
             return Ok(());
         }
-        if (count, root) > (h.count, h.root) {
+        if (count, root) > (h.count, h.root) && self.descend {
+            self.start_descent(index);
+        } else if (count, root) > (h.count, h.root) {
             // One side sends the sketch of what both frontiers cover: the one with more ops.
             // The other cannot tell a peer that is only behind (which our push completes, so
             // we send nothing more) from one with gaps; we can, by the check above.
@@ -557,7 +598,10 @@ impl Session {
                 // The peer's symbols do not add up (its log changed, or it is hostile).
                 self.sketch_failures += 1;
                 if self.sketch_failures > self.config.max_retries {
-                    return Err(SessionError::SketchFailed);
+                    self.decoding = None;
+                    self.descend = true;
+                    self.start_descent(index);
+                    return Ok(());
                 }
                 self.decoding = None;
                 self.send_hello(now, index);
@@ -609,12 +653,177 @@ impl Session {
             let start = d.end;
             let more = start.min(self.config.max_sketch_symbols.saturating_sub(start));
             if more == 0 {
-                return Err(SessionError::SketchFailed);
+                // The difference does not peel within the budget: descend instead.
+                self.decoding = None;
+                self.descend = true;
+                self.start_descent(index);
+                return Ok(());
             }
             self.send(&Message::More {
                 id,
                 start,
                 len: more,
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts the descent: one entry for the whole of each collection in scope (an empty one
+    /// too, so that the peer pushes a collection we lack).
+    fn start_descent(&mut self, index: &Index) {
+        let entries: Vec<RangeEntry> = self
+            .scope
+            .iter()
+            .enumerate()
+            .map(|(i, name)| self.describe(index, name, i as u64, &[0; 16], 0))
+            .collect();
+        self.send_ranges(entries);
+    }
+
+    fn send_ranges(&mut self, entries: Vec<RangeEntry>) {
+        let mut batch = Vec::new();
+        let mut children = 0;
+        for e in entries {
+            if children + e.children.len() > RANGE_CHILDREN_PER_MESSAGE && !batch.is_empty() {
+                self.send(&Message::Ranges(std::mem::take(&mut batch)));
+                children = 0;
+            }
+            children += e.children.len();
+            batch.push(e);
+        }
+        if !batch.is_empty() {
+            self.send(&Message::Ranges(batch));
+        }
+    }
+
+    /// Our view of the range `prefix[..bits]` of `name`: split at the first bit where our ids
+    /// there differ, `descent_width` bits down (fewer near the end of the key).
+    fn describe(
+        &self,
+        index: &Index,
+        name: &str,
+        collection: u64,
+        prefix: &Key,
+        bits: u8,
+    ) -> RangeEntry {
+        let Some((key, crit, _)) = index.range_shape(name, prefix, bits) else {
+            return RangeEntry {
+                collection,
+                bits,
+                split: bits,
+                width: 0,
+                prefix: mask(prefix, bits),
+                children: vec![Child::Ids(Vec::new())],
+            };
+        };
+        let width = self
+            .config
+            .descent_width
+            .min(MAX_RANGE_WIDTH)
+            .min(128 - bits);
+        let split = crit.min(128 - width).max(bits);
+        let prefix = mask(&key, split);
+        let children = (0..1u16 << width)
+            .map(|i| {
+                let at = with_bits(&prefix, split, width, i as u8);
+                match index.range_digest(name, at, split + width) {
+                    None => Child::Ids(Vec::new()),
+                    Some((d, n)) if n > RANGE_IDS => Child::Digest(n, d),
+                    Some(_) => {
+                        let mut ids = Vec::new();
+                        index.for_each_in(name, &at, split + width, &at, |k| {
+                            ids.push(OpId::from_bytes(*k));
+                            true
+                        });
+                        Child::Ids(ids)
+                    }
+                }
+            })
+            .collect();
+        RangeEntry {
+            collection,
+            bits,
+            split,
+            width,
+            prefix,
+            children,
+        }
+    }
+
+    /// The peer's view of some ranges: push what it lacks, ask for what we lack, and answer
+    /// each sub-range whose digest differs from ours with our own view of it.
+    fn on_ranges(&mut self, entries: &[RangeEntry], index: &Index) -> Result<(), SessionError> {
+        let names: Vec<String> = self.scope.iter().map(str::to_owned).collect();
+        let mut replies = Vec::new();
+        let mut want = Vec::new();
+        for e in entries {
+            let name = usize::try_from(e.collection)
+                .ok()
+                .and_then(|i| names.get(i))
+                .ok_or(MessageError::BadRange("collection outside the scope"))?;
+            let mut push = Vec::new();
+            if e.split > e.bits {
+                // Every id the peer holds in the range is under the split prefix: ours
+                // outside it are ours alone. They sort before or after it.
+                let below = mask(&e.prefix, e.split);
+                index.for_each_in(name, &e.prefix, e.bits, &[0; 16], |k| {
+                    if *k < below {
+                        push.push(*k);
+                        true
+                    } else {
+                        false
+                    }
+                });
+                let above = u128::from_be_bytes(below) | (u128::MAX >> e.split);
+                if let Some(next) = above.checked_add(1) {
+                    index.for_each_in(name, &e.prefix, e.bits, &next.to_be_bytes(), |k| {
+                        push.push(*k);
+                        true
+                    });
+                }
+            }
+            let bits = e.split + e.width;
+            for (i, child) in e.children.iter().enumerate() {
+                let at = e.child_prefix(i);
+                match child {
+                    Child::Ids(ids) => {
+                        let mut theirs = ids.iter().map(|id| id.to_bytes()).peekable();
+                        index.for_each_in(name, &at, bits, &at, |k| {
+                            while let Some(t) = theirs.next_if(|t| t < k) {
+                                want.push(OpId::from_bytes(t));
+                            }
+                            if theirs.next_if_eq(k).is_none() {
+                                push.push(*k);
+                            }
+                            true
+                        });
+                        want.extend(theirs.map(OpId::from_bytes));
+                    }
+                    Child::Digest(_, d) => {
+                        if index
+                            .range_digest(name, at, bits)
+                            .is_none_or(|(ours, _)| ours != *d)
+                        {
+                            replies.push(self.describe(index, name, e.collection, &at, bits));
+                        }
+                    }
+                }
+            }
+            let (theirs, ours) = &self.pushed_above;
+            self.outgoing.extend(
+                push.into_iter()
+                    .map(OpId::from_bytes)
+                    .filter(|id| theirs.covers(*id) || !ours.covers(*id)),
+            );
+        }
+        self.send_ranges(replies);
+        // What is above our last frontier is on its way.
+        want.retain(|id| self.hello_frontier.covers(*id));
+        want.sort();
+        want.dedup();
+        for chunk in want.chunks(self.config.max_frame_bytes / 16 + 1) {
+            self.send(&Message::Want {
+                ids: chunk.to_vec(),
             });
         }
         Ok(())

@@ -35,6 +35,28 @@ pub(crate) fn same_prefix(a: &Key, b: &Key, bits: u8) -> bool {
     crit_bit(a, b).is_none_or(|c| c >= bits)
 }
 
+/// `key` with every bit from `bits` on cleared.
+pub(crate) fn mask(key: &Key, bits: u8) -> Key {
+    let x = u128::from_be_bytes(*key);
+    let m = if bits >= 128 {
+        u128::MAX
+    } else {
+        !(u128::MAX >> bits)
+    };
+    (x & m).to_be_bytes()
+}
+
+/// `key` with bits `at..at + width` (width at most 8, `at + width` at most 128) set to `value`.
+pub(crate) fn with_bits(key: &Key, at: u8, width: u8, value: u8) -> Key {
+    if width == 0 {
+        return *key;
+    }
+    let shift = 128 - u32::from(at) - u32::from(width);
+    let field = (u128::from(value) & ((1u128 << width) - 1)) << shift;
+    let clear = ((1u128 << width) - 1) << shift;
+    ((u128::from_be_bytes(*key) & !clear) | field).to_be_bytes()
+}
+
 /// The digest of an inner node.
 fn inner_digest(bit: u8, left: &Hash, right: &Hash) -> Hash {
     // One call on a buffer on the stack: cheaper than a `Hasher` for 66 bytes.
@@ -245,6 +267,32 @@ impl Trie {
         same_prefix(self.key_of(r), prefix, bits).then(|| (*self.digest_of(r), self.count_of(r)))
     }
 
+    /// For the keys under the first `bits` bits of `prefix`: one of them, the first bit at
+    /// which they differ (128 for a single key) and their count. O(depth).
+    pub(crate) fn range_shape(&self, prefix: &Key, bits: u8) -> Option<(Key, u8, u64)> {
+        let mut r = self.root;
+        if r == NONE {
+            return None;
+        }
+        while r & LEAF == 0 {
+            let n = &self.inner[r as usize];
+            if n.bit >= bits {
+                break;
+            }
+            r = n.children[bit(prefix, n.bit)];
+        }
+        let key = *self.key_of(r);
+        if !same_prefix(&key, prefix, bits) {
+            return None;
+        }
+        let crit = if r & LEAF == 0 {
+            self.inner[r as usize].bit
+        } else {
+            128
+        };
+        Some((key, crit, self.count_of(r)))
+    }
+
     /// The root digest of the set without `excluded` (sorted keys, all held), in
     /// O(|excluded| · depth) hashes, without changing the trie.
     pub(crate) fn root_without(&self, excluded: &[Key]) -> Option<Hash> {
@@ -380,5 +428,33 @@ mod tests {
             assert_eq!(seen, want);
         }
         assert!(a.contains(&keys[0]) && !a.contains(&key(5000)));
+        // A range's shape: its keys share the prefix up to the crit bit and differ there.
+        for bits in [0u8, 5, 30, 64, 100, 128] {
+            let prefix = keys[42];
+            let under: Vec<&Key> = all
+                .iter()
+                .filter(|k| same_prefix(k, &prefix, bits))
+                .collect();
+            let (any, crit, n) = a.range_shape(&prefix, bits).unwrap();
+            assert_eq!(n, under.len() as u64, "bits {bits}");
+            assert!(under.iter().all(|k| same_prefix(k, &any, crit)));
+            if crit < 128 {
+                assert!(under.iter().any(|k| bit(k, crit) != bit(&any, crit)));
+            }
+        }
+        assert_eq!(a.range_shape(&[0xff; 16], 8), None);
+    }
+
+    #[test]
+    fn masks_and_bit_fields() {
+        let k = [0xff; 16];
+        assert_eq!(mask(&k, 0), [0; 16]);
+        assert_eq!(mask(&k, 128), k);
+        assert_eq!(mask(&k, 12)[..2], [0xff, 0xf0]);
+        let z = [0; 16];
+        assert_eq!(with_bits(&z, 6, 4, 0b1011)[..2], [0b0000_0010, 0b1100_0000]);
+        assert_eq!(with_bits(&z, 124, 4, 0xf)[15], 0x0f);
+        assert_eq!(with_bits(&k, 0, 8, 0)[0], 0);
+        assert_eq!(with_bits(&k, 0, 0, 0), k);
     }
 }

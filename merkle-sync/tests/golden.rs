@@ -2,8 +2,8 @@
 //!
 //! The message types are private to the crate, so the fixtures are the transcripts of two
 //! sessions driven with fixed logs in lockstep: every message either side sends is pinned as
-//! hex, in order. Together the two transcripts hold every message kind (Hello, Status, Sketch,
-//! More, Want, Ops). The pinned bytes are then replayed into fresh sessions, which must accept
+//! hex, in order. Together the three transcripts hold every message kind (Hello, Status,
+//! Sketch, More, Want, Ops, Ranges). The pinned bytes are then replayed into fresh sessions, which must accept
 //! each one (it decodes) and hand out exactly the fixed ops (the Ops frames decode back to
 //! them). Any change to the encoding, the digests or the protocol flow fails here: update the
 //! fixtures only as a deliberate format decision, with `PROTOCOL_VERSION` or the wire-format
@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use crdt_core::{Op, OpId, Payload, ReplicaId, Value};
-use merkle_sync::{Config, Event, Index, MessageError, Scope, Session, SessionError};
+use merkle_sync::{Config, Event, Index, MessageError, Reconcile, Scope, Session, SessionError};
 
 fn op(ms: u64, replica: u64) -> Op {
     Op {
@@ -88,8 +88,25 @@ fn config() -> Config {
 /// message as (sender, bytes), in the order of delivery. With `swap_sketches`, the sketch chunks after the first arrive
 /// in reverse order (so the receiver asks for the gap with More).
 fn transcript(a: &[Op], b: &[Op], swap_sketches: bool) -> Vec<(usize, Vec<u8>)> {
+    transcript_with(&config(), a, b, swap_sketches)
+}
+
+/// The descent in halves (one bit), so that the transcript has digests and a reply.
+fn descent_config() -> Config {
+    let mut c = Config::default();
+    c.reconcile = Reconcile::Descent;
+    c.descent_width = 1;
+    c
+}
+
+fn transcript_with(
+    config: &Config,
+    a: &[Op],
+    b: &[Op],
+    swap_sketches: bool,
+) -> Vec<(usize, Vec<u8>)> {
     let mut sides = [Side::new(a), Side::new(b)];
-    let mut sessions = [0, 1].map(|i| Session::new(0, scope(), config(), &sides[i].index));
+    let mut sessions = [0, 1].map(|i| Session::new(0, scope(), config.clone(), &sides[i].index));
     let mut out = Vec::new();
     for round in 1..=20 {
         let now = round * 10;
@@ -235,27 +252,79 @@ fn scattered_transcript_is_pinned() {
     check("scattered", &transcript(&a, &b, true), SCATTERED);
 }
 
+/// The scattered logs again, reconciled by the range-digest descent (the Ranges message, tag
+/// 7) instead of the sketch.
+const DESCENT: &[(usize, &str)] = &[
+    (
+        0,
+        "010151ff5bc8e84c4881b1c50dcb9be21723019fd2e3982351f4b83cf2afb7dd288634b0ebb98d0b67e1a36d47c777fc3cc83405020000000000000001018bcfe5680500000000000000000002018bcfe568060000",
+    ),
+    (
+        1,
+        "010151ff5bc8e84c4881b1c50dcb9be2172301f5fc5966b9badec9398bd58bf3956c4e5cac89250ca617194e03fb6cf3936cc005020000000000000001018bcfe5680500000000000000000002018bcfe568060000",
+    ),
+    (
+        1,
+        "070100002d01018bcfe5680002018bcfe5680100000000000000000001018bcfe568030000000000000000000203fce08b14f224ff620d2e0ffa5566963adba9c29e0845b034a3192f2745c3252a",
+    ),
+    (
+        0,
+        "0701002e2e01018bcfe5680401018bcfe568050000000000000000000101018bcfe5680600000000000000000002",
+    ),
+    (
+        0,
+        "060101018bcfe56802000000000000000000010105746f646f73026b32057469746c65000004027632",
+    ),
+    (
+        1,
+        "060101018bcfe56804000000000000000000020105746f646f73026b34057469746c65000004027634",
+    ),
+    (
+        1,
+        "0230df32b871613ad44dfc8b519403ea29b4f0ebe028598e9022a25d7d872935af06",
+    ),
+    (
+        0,
+        "0230df32b871613ad44dfc8b519403ea29b4f0ebe028598e9022a25d7d872935af06",
+    ),
+];
+
+#[test]
+fn descent_transcript_is_pinned() {
+    let (a, b) = scattered_logs();
+    check(
+        "descent",
+        &transcript_with(&descent_config(), &a, &b, false),
+        DESCENT,
+    );
+}
+
 #[test]
 fn fixtures_hold_every_message_kind() {
     let mut tags: Vec<u8> = TAIL
         .iter()
         .chain(SCATTERED)
+        .chain(DESCENT)
         .map(|(_, m)| unhex(m)[0])
         .collect();
     tags.sort_unstable();
     tags.dedup();
     assert_eq!(
         tags,
-        [1, 2, 3, 4, 5, 6],
-        "Hello, Status, Sketch, More, Want, Ops"
+        [1, 2, 3, 4, 5, 6, 7],
+        "Hello, Status, Sketch, More, Want, Ops, Ranges"
     );
 }
 
 /// Replays pinned bytes, in order, into fresh sessions over the same logs: every message must
 /// be accepted, and the ops handed out must be exactly what the receiver lacked.
 fn replay(a: &[Op], b: &[Op], fixture: &[(usize, &str)]) {
+    replay_with(&config(), a, b, fixture);
+}
+
+fn replay_with(config: &Config, a: &[Op], b: &[Op], fixture: &[(usize, &str)]) {
     let mut sides = [Side::new(a), Side::new(b)];
-    let mut sessions = [0, 1].map(|i| Session::new(0, scope(), config(), &sides[i].index));
+    let mut sessions = [0, 1].map(|i| Session::new(0, scope(), config.clone(), &sides[i].index));
     let mut received: [Vec<Op>; 2] = [vec![], vec![]];
     for (from, m) in fixture {
         let to = 1 - from;
@@ -285,12 +354,13 @@ fn pinned_bytes_decode_back() {
     replay(&a, &b, TAIL);
     let (a, b) = scattered_logs();
     replay(&a, &b, SCATTERED);
+    replay_with(&descent_config(), &a, &b, DESCENT);
 }
 
 #[test]
 fn pinned_bytes_with_a_trailing_byte_are_refused() {
     let (a, _) = tail_logs();
-    for (_, m) in TAIL.iter().chain(SCATTERED) {
+    for (_, m) in TAIL.iter().chain(SCATTERED).chain(DESCENT) {
         let side = Side::new(&a);
         let mut s = Session::new(0, scope(), config(), &side.index);
         let mut bytes = unhex(m);

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crdt_core::{Op, OpId};
 use harness::{Faults, Net, Node, Rng, op};
-use merkle_sync::{Config, Event, Index, Scope, Session, SessionError};
+use merkle_sync::{Config, Event, Index, Reconcile, Scope, Session, SessionError};
 
 const COLLECTIONS: [&str; 3] = ["a", "b", "secret"];
 
 /// One seeded scenario: 2-4 nodes holding random, overlapping subsets of a universe of ops
 /// (tails, scattered gaps, private collections), synced pairwise under random faults. The model:
 /// every node ends with the union of all in-scope ops plus its own out-of-scope ones.
-fn scenario(seed: u64) -> Result<(), String> {
+fn scenario(seed: u64, mode: Mode) -> Result<(), String> {
     let mut rng = Rng(seed);
     let nodes = 2 + rng.below(3) as usize;
     let universe_len = 1 + rng.below(400);
@@ -93,6 +93,15 @@ fn scenario(seed: u64) -> Result<(), String> {
     config.symbols_per_message = [16, 50, 2048][rng.below(3) as usize];
     config.retransmit_after = 500;
     config.max_retries = 30;
+    match mode {
+        Mode::Sketch => {}
+        Mode::Descent => {
+            config.reconcile = Reconcile::Descent;
+            config.descent_width = [1, 4, 8][(seed % 3) as usize];
+        }
+        // A budget this small fails on most gaps: the round falls back to the descent.
+        Mode::TinySketch => config.max_sketch_symbols = 4,
+    }
     let mut net = Net::new(
         held.into_iter().map(Node::new).collect(),
         &scope,
@@ -118,8 +127,16 @@ fn scenario(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Every op id a message carries: ops, wanted ids, and the key of every sketch symbol that
-/// holds exactly one item (it carries the id in the clear).
+/// How a scenario reconciles.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Sketch,
+    Descent,
+    TinySketch,
+}
+
+/// Every op id a message carries: ops, wanted ids, the ids listed in range entries, and the
+/// key of every sketch symbol that holds exactly one item (it carries the id in the clear).
 fn leaked_ids(bytes: &[u8]) -> Vec<[u8; 16]> {
     fn varint(b: &mut &[u8]) -> u64 {
         let mut v = 0;
@@ -163,16 +180,40 @@ fn leaked_ids(bytes: &[u8]) -> Vec<[u8; 16]> {
             }
             out
         }
+        7 => {
+            let mut out = Vec::new();
+            for _ in 0..varint(&mut b) {
+                varint(&mut b);
+                let (split, width) = (b[1], b[2]);
+                b = &b[3 + usize::from(split).div_ceil(8)..];
+                for _ in 0..1 << width {
+                    match varint(&mut b) {
+                        n @ 0..=2 => {
+                            for _ in 0..n {
+                                out.push(b[..16].try_into().unwrap());
+                                b = &b[16..];
+                            }
+                        }
+                        _ => b = &b[32..],
+                    }
+                }
+            }
+            out
+        }
         _ => vec![],
     }
 }
 
 fn run_seed(seed: u64) {
-    let r = std::panic::catch_unwind(|| scenario(seed));
+    run_seed_in(seed, Mode::Sketch);
+}
+
+fn run_seed_in(seed: u64, mode: Mode) {
+    let r = std::panic::catch_unwind(|| scenario(seed, mode));
     match r {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("seed {seed} failed (replay: WEFT_SEED={seed}): {e}"),
-        Err(_) => panic!("seed {seed} panicked (replay: WEFT_SEED={seed})"),
+        Ok(Err(e)) => panic!("seed {seed} ({mode:?}) failed (replay: WEFT_SEED={seed}): {e}"),
+        Err(_) => panic!("seed {seed} ({mode:?}) panicked (replay: WEFT_SEED={seed})"),
     }
 }
 
@@ -190,6 +231,30 @@ fn converges_to_the_union_over_many_seeds() {
     for seed in 0..300 {
         run_seed(seed);
     }
+}
+
+#[test]
+fn converges_to_the_union_by_descent_over_many_seeds() {
+    for seed in 0..300 {
+        run_seed_in(seed, Mode::Descent);
+    }
+}
+
+#[test]
+fn a_failing_sketch_falls_back_to_descent_over_many_seeds() {
+    for seed in 0..150 {
+        run_seed_in(seed, Mode::TinySketch);
+    }
+}
+
+#[test]
+fn converges_by_descent_once() {
+    let seed = std::env::var("WEFT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    run_seed_in(seed, Mode::Descent);
+    run_seed_in(seed, Mode::TinySketch);
 }
 
 #[test]
@@ -456,6 +521,23 @@ fn hostile_bytes_never_panic() {
     net.keep_wire = true;
     net.run(10_000).unwrap();
     let mut corpus = net.wire.clone();
+    // And the messages of a descent, whose range entries then get mutated too.
+    let mut descent = Config::default();
+    descent.reconcile = Reconcile::Descent;
+    let mut net = Net::new(
+        vec![
+            Node::new(log.values().step_by(2).cloned()),
+            Node::new(log.values().take(20).cloned()),
+        ],
+        &scope,
+        &descent,
+        Faults::NONE,
+        1,
+    );
+    net.keep_wire = true;
+    net.run(10_000).unwrap();
+    assert!(net.wire.iter().any(|m| m[0] == 7));
+    corpus.extend(net.wire.clone());
     corpus.push(vec![]);
     corpus.push(vec![
         3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
@@ -503,4 +585,131 @@ fn oversized_and_overcounted_messages_are_refused_before_allocating() {
             merkle_sync::MessageError::TooMany { .. }
         ))
     ));
+}
+
+/// A pair of nodes with scattered gaps on both sides, synced with `config`; returns the tags
+/// of every message on the wire and the ops sent in all.
+fn scattered_with(config: &Config) -> (Vec<u8>, u64) {
+    let all = ops(0..2000);
+    let a: Vec<Op> = all
+        .iter()
+        .filter(|o| o.id.ts.millis() % 53 != 0)
+        .cloned()
+        .collect();
+    let b: Vec<Op> = all
+        .iter()
+        .filter(|o| o.id.ts.millis() % 37 != 0)
+        .cloned()
+        .collect();
+    let scope = Scope::new(["a"]);
+    let union: BTreeSet<OpId> = a.iter().chain(&b).map(|o| o.id).collect();
+    let mut net = Net::new(
+        vec![Node::new(a), Node::new(b)],
+        &scope,
+        config,
+        Faults::NONE,
+        7,
+    );
+    net.keep_wire = true;
+    net.run(100_000).unwrap();
+    net.check(&scope, &[union.clone(), union]).unwrap();
+    let sent = net
+        .sessions
+        .iter()
+        .map(|(_, _, s)| s.stats().ops_sent)
+        .sum();
+    (net.wire.iter().map(|m| m[0]).collect(), sent)
+}
+
+fn missing_on_either_side() -> u64 {
+    (1000..3000u64)
+        .filter(|ms| (ms % 53 == 0) != (ms % 37 == 0))
+        .count() as u64
+}
+
+#[test]
+fn scattered_gaps_are_found_by_the_descent() {
+    for width in [1, 4, 8] {
+        let mut config = Config::default();
+        config.reconcile = Reconcile::Descent;
+        config.descent_width = width;
+        let (tags, sent) = scattered_with(&config);
+        assert!(tags.contains(&7), "width {width}: no range digests");
+        assert!(
+            !tags.contains(&3),
+            "width {width}: a sketch in descent mode"
+        );
+        assert_eq!(sent, missing_on_either_side(), "width {width}");
+    }
+}
+
+#[test]
+fn a_sketch_that_does_not_peel_falls_back_to_the_descent() {
+    let mut config = Config::default();
+    config.max_sketch_symbols = 8;
+    let (tags, sent) = scattered_with(&config);
+    assert!(tags.contains(&3), "the sketch is tried first");
+    assert!(tags.contains(&7), "then the descent");
+    assert_eq!(sent, missing_on_either_side());
+}
+
+#[test]
+fn hostile_range_entries_end_the_session() {
+    let log: BTreeMap<OpId, Op> = ops(0..50).into_iter().map(|o| (o.id, o)).collect();
+    let index = Index::from_ops(log.values());
+    let scope = Scope::new(["a"]);
+    let bad_range = |bytes: &[u8]| {
+        let (mut s, _) = session_pair(&index, &index, &scope);
+        match s.handle_message(1, bytes, &index) {
+            Err(SessionError::Message(e)) => e,
+            other => panic!("{bytes:?}: {other:?}"),
+        }
+    };
+    use merkle_sync::MessageError as E;
+    // A collection outside the scope (index 1 of a one-collection scope).
+    assert!(matches!(bad_range(&[7, 1, 1, 0, 0, 0, 0]), E::BadRange(_)));
+    // bits past the split; split + width past 128; width past 8.
+    assert!(matches!(
+        bad_range(&[7, 1, 0, 9, 8, 0, 0xff, 0]),
+        E::BadRange(_)
+    ));
+    assert!(matches!(
+        bad_range(&[7, 1, 0, 0, 125, 4, 0, 0]),
+        E::BadRange(_)
+    ));
+    assert!(matches!(
+        bad_range(&[7, 1, 0, 0, 0, 9, 0, 0]),
+        E::BadRange(_)
+    ));
+    // Prefix bits set past the split.
+    assert!(matches!(
+        bad_range(&[7, 1, 0, 0, 4, 0, 0x0f, 0]),
+        E::BadRange(_)
+    ));
+    // An id listed under a child it does not belong to (child 0 of a split at bit 0 holds
+    // ids whose first bit is 0).
+    let mut m = vec![7, 1, 0, 0, 0, 1, 1];
+    m.extend([0xff; 16]);
+    m.push(0);
+    assert!(matches!(bad_range(&m), E::BadRange(_)));
+    // 256 children claimed with three bytes left, and 2^40 entries in a few bytes: refused
+    // before allocating.
+    assert!(matches!(
+        bad_range(&[7, 1, 0, 0, 0, 8, 0, 0, 0]),
+        E::TooMany { .. }
+    ));
+    assert!(matches!(
+        bad_range(&[7, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 0, 0, 0, 0, 0]),
+        E::TooMany { .. }
+    ));
+    // A well-formed entry saying "I hold nothing" gets the whole collection pushed.
+    let (mut s, _) = session_pair(&index, &index, &scope);
+    s.handle_message(1, &[7, 1, 0, 0, 0, 0, 0], &index).unwrap();
+    let mut pushed = 0;
+    while let Some(m) = s.poll_transmit(1, &index, &log).unwrap() {
+        if m[0] == 6 {
+            pushed += crdt_core::codec::decode_ops(&m[1..]).unwrap().len();
+        }
+    }
+    assert_eq!(pushed, 50);
 }

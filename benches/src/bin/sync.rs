@@ -14,6 +14,9 @@
 //! `index_ms` split `cpu_ms` into `poll_transmit`, `handle_message` and `Index::insert_ops`
 //! (thread CPU time, tick-coarse: 0 for short runs). `--scenario NAME` runs one; the
 //! environment variable `SYNC_REPEAT=N` runs each scenario N times (for a profiler).
+//! Each scenario runs twice: `weft` (the default config: the sketch, falling back to the
+//! descent) and `weft-descent` (`Reconcile::Descent`, range digests only; `--width B` splits
+//! each differing range into `2^B` sub-ranges per message, default 4).
 //!
 //! The same scenarios then run on automerge's sync protocol and yrs's state-vector exchange
 //! (`benches::sync_peers`), on `--peer-ops N` ops (default 50,000: with one automerge change per
@@ -29,7 +32,7 @@ use std::time::Instant;
 
 use benches::sync_peers::{self, PeerOutcome};
 use crdt_core::{MemoryStorage, Op, OpId, Payload, ReplicaId, Storage, Value};
-use merkle_sync::{Config, Event, Index, Scope, Session, StorageSource};
+use merkle_sync::{Config, Event, Index, Reconcile, Scope, Session, StorageSource};
 
 use benches::map_workload::SplitMix64 as Rng;
 
@@ -98,7 +101,12 @@ fn cpu_figure(o: &Outcome) -> f64 {
 }
 
 #[allow(clippy::disallowed_methods, reason = "the bench times itself")]
-fn drive(logs: &mut [MemoryStorage; 2], indexes: &mut [Index; 2], union_len: u64) -> Outcome {
+fn drive(
+    config: &Config,
+    logs: &mut [MemoryStorage; 2],
+    indexes: &mut [Index; 2],
+    union_len: u64,
+) -> Outcome {
     const LATENCY: u64 = 50;
     let scope = Scope::new(["items"]);
     let wall = Instant::now();
@@ -107,8 +115,7 @@ fn drive(logs: &mut [MemoryStorage; 2], indexes: &mut [Index; 2], union_len: u64
     let mut store_wall = 0.0;
     // CPU in poll_transmit, handle_message, indexing (store_ns also counts indexing).
     let mut split = [0u64; 3];
-    let mut sessions =
-        [0, 1].map(|i| Session::new(0, scope.clone(), Config::default(), &indexes[i]));
+    let mut sessions = [0, 1].map(|i| Session::new(0, scope.clone(), config.clone(), &indexes[i]));
     let mut flight: Vec<(u64, usize, Vec<u8>)> = Vec::new();
     let mut now = 0;
     let mut wire_bytes = 0;
@@ -307,6 +314,12 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
         ("scattered_10000", scattered(10_000, &mut rng)),
         ("one_side_empty", (0..n).collect()),
     ];
+    // weft as configured by default (the sketch, falling back to the descent), and the
+    // range-digest descent alone (`--width`: bits per split, default 4).
+    let mut descent = Config::default();
+    descent.reconcile = Reconcile::Descent;
+    descent.descent_width = flag(args, "--width", 4) as u8;
+    let systems = [("weft", Config::default()), ("weft-descent", descent)];
     let only = args
         .iter()
         .position(|a| a == "--scenario")
@@ -329,65 +342,67 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
         let mut partial_log = MemoryStorage::new();
         partial_log.append(&partial).expect("append");
         let partial_index = Index::from_ops(&partial);
-        // A short run is repeated and the best kept (see `cpu_figure`).
-        let mut best: Option<Outcome> = None;
-        for _ in 0..std::env::var("SYNC_REPEAT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3)
-        {
-            let mut logs = [full.clone(), partial_log.clone()];
-            let mut indexes = [full_index.clone(), partial_index.clone()];
-            let out = drive(&mut logs, &mut indexes, n as u64);
-            assert_eq!(
-                logs[0].len().expect("len"),
-                logs[1].len().expect("len"),
-                "{name}: not converged"
-            );
-            let long = out.cpu_ms >= 50.0;
-            if best
-                .as_ref()
-                .is_none_or(|b| cpu_figure(&out) < cpu_figure(b))
+        for (system, config) in &systems {
+            // A short run is repeated and the best kept (see `cpu_figure`).
+            let mut best: Option<Outcome> = None;
+            for _ in 0..std::env::var("SYNC_REPEAT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3)
             {
-                best = Some(out);
+                let mut logs = [full.clone(), partial_log.clone()];
+                let mut indexes = [full_index.clone(), partial_index.clone()];
+                let out = drive(config, &mut logs, &mut indexes, n as u64);
+                assert_eq!(
+                    logs[0].len().expect("len"),
+                    logs[1].len().expect("len"),
+                    "{name}: not converged"
+                );
+                let long = out.cpu_ms >= 50.0;
+                if best
+                    .as_ref()
+                    .is_none_or(|b| cpu_figure(&out) < cpu_figure(b))
+                {
+                    best = Some(out);
+                }
+                if long && std::env::var("SYNC_REPEAT").is_err() {
+                    break;
+                }
             }
-            if long && std::env::var("SYNC_REPEAT").is_err() {
-                break;
+            let mut out = best.expect("ran once");
+            out.cpu_ms = cpu_figure(&out);
+            let overhead = out.wire_bytes.saturating_sub(payload);
+            if json {
+                println!(
+                    "{{\"scenario\":\"{name}\",\"system\":\"{system}\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.1},\"rt_done\":{},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
+                    missing.len(),
+                    out.round_trips,
+                    out.cpu_ms,
+                    out.rt_done,
+                    out.store_ms,
+                    out.split_ms[0],
+                    out.split_ms[1],
+                    out.split_ms[2]
+                );
+            } else {
+                println!(
+                    "{name:<16} {system:<12}  ops {n:>8} diff {:>8}  RT {:>4} (done {:>4})  payload {payload:>10} B  overhead {overhead:>8} B  cpu {:>8.1} ms",
+                    missing.len(),
+                    out.round_trips,
+                    out.rt_done,
+                    out.cpu_ms
+                );
             }
+            rows.push(Row {
+                scenario: name.into(),
+                system: (*system).into(),
+                ops: n,
+                diff: missing.len(),
+                round_trips: out.round_trips,
+                payload,
+                overhead: overhead as i64,
+                cpu_ms: out.cpu_ms,
+            });
         }
-        let mut out = best.expect("ran once");
-        out.cpu_ms = cpu_figure(&out);
-        let overhead = out.wire_bytes.saturating_sub(payload);
-        if json {
-            println!(
-                "{{\"scenario\":\"{name}\",\"system\":\"weft\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.1},\"rt_done\":{},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
-                missing.len(),
-                out.round_trips,
-                out.cpu_ms,
-                out.rt_done,
-                out.store_ms,
-                out.split_ms[0],
-                out.split_ms[1],
-                out.split_ms[2]
-            );
-        } else {
-            println!(
-                "{name:<16} weft  ops {n:>8} diff {:>8}  RT {:>4} (done {:>4})  payload {payload:>10} B  overhead {overhead:>8} B  cpu {:>8.1} ms",
-                missing.len(),
-                out.round_trips,
-                out.rt_done,
-                out.cpu_ms
-            );
-        }
-        rows.push(Row {
-            scenario: name.into(),
-            system: "weft".into(),
-            ops: n,
-            diff: missing.len(),
-            round_trips: out.round_trips,
-            payload,
-            overhead: overhead as i64,
-            cpu_ms: out.cpu_ms,
-        });
     }
 }
