@@ -66,6 +66,25 @@ fn keeps_ops_and_metadata_across_reopening() {
 }
 
 #[test]
+fn stored_bytes_for_sync_are_the_op_encoding_without_its_version_byte() {
+    let dir = TempDir::new("encoded");
+    let mut store = RedbStorage::open(dir.file("s.redb")).unwrap();
+    let written = ops(3_000, 4, 5);
+    store.append(&written).unwrap();
+    for op in &written {
+        let lent = store.get_encoded(op.id).unwrap().expect("stored");
+        assert_eq!(
+            &lent[..],
+            &crdt_core::codec::encode_op(op)[1..],
+            "{}",
+            op.id
+        );
+    }
+    let absent = op(9_000, 0, 4);
+    assert!(store.get_encoded(absent.id).unwrap().is_none());
+}
+
+#[test]
 fn the_high_water_mark_follows_appends_and_never_goes_back() {
     let dir = TempDir::new("hwm");
     let mut store = RedbStorage::open(dir.file("s.redb")).unwrap();

@@ -11,6 +11,7 @@
 mod commit;
 mod format;
 
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -307,6 +308,21 @@ impl Storage for RedbStorage {
         found
             .map(|v| format::decode_stored(key, v.value()))
             .transpose()
+    }
+
+    /// The stored bytes after the version byte, once they have been checked to decode to the
+    /// op this id names (a peer is never sent bytes from a damaged disk); saves re-encoding.
+    fn get_encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, StorageError> {
+        let table = self.read()?.open_table(OPS).map_err(backend)?;
+        let key = format::key(id);
+        let Some(found) = table.get(key).map_err(backend)? else {
+            return Ok(None);
+        };
+        let bytes = found.value();
+        format::decode_stored(key, bytes)?;
+        Ok(Some(Cow::Owned(
+            bytes.get(1..).unwrap_or_default().to_vec(),
+        )))
     }
 
     fn scan(&self) -> OpIter<'_> {
