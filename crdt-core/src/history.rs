@@ -20,7 +20,7 @@
 //! Decoding takes untrusted bytes: it never panics, checks every count and length against the
 //! bytes that remain before allocating, accepts at most one op per input byte (every op costs
 //! at least one byte in some column that is not run-length encoded), and refuses a batch whose
-//! decoded ops would take more than [`MAX_DECODED_BYTES`] or 1024 bytes per input byte.
+//! decoded ops would take more than [`MAX_DECODED_BYTES`] or 256 bytes per input byte.
 
 use std::collections::HashMap;
 
@@ -38,7 +38,7 @@ pub const HISTORY_FORMAT: u8 = 0x11;
 pub const MAX_DECODED_BYTES: usize = 1 << 30;
 
 /// Decoded memory allowed per input byte (the tighter of this and [`MAX_DECODED_BYTES`]).
-const DECODED_PER_INPUT_BYTE: usize = 1024;
+const DECODED_PER_INPUT_BYTE: usize = 256;
 
 /// Record kinds, the low two bits of a record's first number.
 const GENERAL: u64 = 0;
