@@ -72,7 +72,7 @@ pub use list::{Anchor, ElemId, OutOfBounds, SeqChange, Side, Unit};
 pub use op::{CounterBaseline, Op, Payload, SeqBaseline, SeqContent};
 pub use query::{Cmp, Conflict, FieldValue, Order, Query, QueryError, Row, SubscriptionId};
 #[cfg(feature = "redb")]
-pub use redb_store::{CommitMode, RedbConfig, RedbStorage};
+pub use redb_store::{CommitMode, PowerLossDisk, RedbConfig, RedbStorage};
 pub use replica::{ApplyOutcome, Event, MAX_PENDING_OPS, Replica, Report};
 pub use schema::{
     Collection, ConflictPolicy, Field, FieldKind, MergeFn, PrimaryKey, ScalarType, Schema,

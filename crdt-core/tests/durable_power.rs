@@ -10,7 +10,7 @@ mod durable_util;
 
 use std::collections::BTreeSet;
 
-use crdt_core::{OpId, RedbConfig, RedbStorage, ReplicaId, Storage};
+use crdt_core::{OpId, PowerLossDisk, RedbConfig, RedbStorage, ReplicaId, Storage};
 use durable_util::*;
 use hlc::Timestamp;
 use rand::rngs::StdRng;
@@ -62,7 +62,7 @@ fn run(seed: u64) -> bool {
         }
     }
     let cut = disk.is_dead();
-    let image = disk.after_cut(&mut rng);
+    let image = disk.after_cut(|n| rng.random_range(0..n));
     drop(store);
 
     let rebooted = PowerLossDisk::from_image(image);

@@ -10,6 +10,7 @@
 
 mod commit;
 mod format;
+mod power_loss;
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,6 +26,8 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use self::commit::{Batch, Committer};
 use self::format::{KEY_HIGH_WATER, KEY_REPLICA, LATE, META, OPS, PEERS, SNAPSHOT, backend};
 use crate::{Op, OpId, OpIter, ReplicaId, Snapshot, Storage, StorageError, VersionVector, codec};
+
+pub use self::power_loss::PowerLossDisk;
 
 /// When a commit returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -33,7 +33,6 @@
 //! # Ok::<(), weft::sim::Failure>(())
 //! ```
 
-mod disk;
 mod net;
 mod world;
 
@@ -41,7 +40,8 @@ use std::fmt;
 
 use crdt_core::Storage;
 
-pub use disk::PowerLossDisk;
+/// The simulated disk under every replica; it lives in `crdt-core` beside the store.
+pub use crdt_core::PowerLossDisk;
 
 use net::World;
 use world::Node;

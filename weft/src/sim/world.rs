@@ -135,7 +135,8 @@ impl Node {
     /// index, and check that every acknowledged op survived.
     pub(crate) fn reboot(&mut self, fate: u64, hlc: hlc::Config) -> Result<(), String> {
         self.disk.cut_after(0);
-        let image = self.disk.after_cut(&mut SimRng::new(fate));
+        let mut fates = SimRng::new(fate);
+        let image = self.disk.after_cut(|n| fates.below(n));
         let disk = PowerLossDisk::from_image(image);
         let store = RedbStorage::with_backend(disk.clone(), self.store_config.clone())
             .map_err(|e| format!("the store does not open after a power cut: {e}"))?;

@@ -1,12 +1,11 @@
 //! A simulated disk for redb: writes reach a volatile image at once and a durable image only
-//! when synced, and the power can go after a given number of operations.
+//! when synced, and the power can go after a given number of operations. Used by the
+//! power-loss tests of this crate and by `weft::sim`.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::StorageBackend;
-
-use super::SimRng;
 
 /// One write not yet synced.
 #[derive(Debug, Clone)]
@@ -47,24 +46,25 @@ fn apply(image: &mut Vec<u8>, w: &Pending) {
 }
 
 /// A simulated disk implementing redb's [`StorageBackend`], for crash and power-loss tests
-/// and the simulation. Clones share one disk.
+/// and simulations ([`RedbStorage::with_backend`](crate::RedbStorage::with_backend)). Clones
+/// share one disk.
 ///
 /// Writes reach a volatile image at once and the durable image only at `sync_data`. After an
 /// operation budget ([`PowerLossDisk::cut_after`]) runs out the power goes: writes and syncs
 /// fail, and [`PowerLossDisk::after_cut`] gives the image a reboot finds, where each write
 /// not yet synced was lost, torn (a prefix of it written) or kept, independently (so in any
-/// order).
+/// order). The disk reads no randomness of its own: `after_cut` draws from the caller's.
 ///
 /// ```
-/// use weft::crdt_core::{RedbConfig, RedbStorage, Storage};
-/// use weft::sim::{PowerLossDisk, SimRng};
+/// use crdt_core::{PowerLossDisk, RedbConfig, RedbStorage, Storage};
 ///
 /// let disk = PowerLossDisk::new();
 /// let store = RedbStorage::with_backend(disk.clone(), RedbConfig::new())?;
 /// assert_eq!(store.len()?, 0);
 /// disk.cut_after(0); // the power goes now
 /// drop(store);
-/// let rebooted = PowerLossDisk::from_image(disk.after_cut(&mut SimRng::new(1)));
+/// // Any uniform source will do; this one always draws 0, so every unsynced write is lost.
+/// let rebooted = PowerLossDisk::from_image(disk.after_cut(|_| 0));
 /// let store = RedbStorage::with_backend(rebooted, RedbConfig::new())?;
 /// assert_eq!(store.len()?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -114,17 +114,25 @@ impl PowerLossDisk {
     }
 
     /// The image a reboot finds: the durable image plus a random fate (lost, torn, kept) for
-    /// each write not yet synced.
-    pub fn after_cut(&self, rng: &mut SimRng) -> Vec<u8> {
+    /// each write not yet synced, in write order.
+    ///
+    /// `below(n)` must return a uniform number in `0..n` (it is only called with `n >= 1`).
+    /// Each pending write draws `below(3)` for its fate: 0 lost, 1 kept, 2 torn; a torn write
+    /// of `len > 0` bytes then draws `below(len)`, the length of the prefix that reached the
+    /// disk. No other draws are made, so a seeded source replays the same image. A value out
+    /// of range counts as the largest in range.
+    pub fn after_cut(&self, mut below: impl FnMut(u64) -> u64) -> Vec<u8> {
         let s = self.lock();
         let mut image = s.durable.clone();
         for w in &s.pending {
-            match rng.below(3) {
+            match below(3) {
                 0 => {}
                 1 => apply(&mut image, w),
                 _ => match w {
                     Pending::Data { offset, bytes } if !bytes.is_empty() => {
-                        let keep = rng.below(bytes.len() as u64) as usize;
+                        let len = bytes.len() as u64;
+                        let keep = below(len).min(len - 1);
+                        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
                         let torn = Pending::Data {
                             offset: *offset,
                             bytes: bytes.get(..keep).unwrap_or_default().to_vec(),
