@@ -253,23 +253,25 @@ impl Trie {
     /// The digest and count of the keys whose first `bits` bits equal `prefix`'s: the
     /// canonical digest of that subset, found in O(depth).
     pub(crate) fn range(&self, prefix: &Key, bits: u8) -> Option<(Hash, u64)> {
-        let mut r = self.root;
-        if r == NONE {
-            return None;
-        }
-        while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
-            if n.bit >= bits {
-                break;
-            }
-            r = n.children[bit(prefix, n.bit)];
-        }
-        same_prefix(self.key_of(r), prefix, bits).then(|| (*self.digest_of(r), self.count_of(r)))
+        let r = self.subtree(prefix, bits)?;
+        Some((*self.digest_of(r), self.count_of(r)))
     }
 
     /// For the keys under the first `bits` bits of `prefix`: one of them, the first bit at
     /// which they differ (128 for a single key) and their count. O(depth).
     pub(crate) fn range_shape(&self, prefix: &Key, bits: u8) -> Option<(Key, u8, u64)> {
+        let r = self.subtree(prefix, bits)?;
+        let crit = if r & LEAF == 0 {
+            self.inner[r as usize].bit
+        } else {
+            128
+        };
+        Some((*self.key_of(r), crit, self.count_of(r)))
+    }
+
+    /// The node holding exactly the keys whose first `bits` bits equal `prefix`'s, if any:
+    /// walk down while the node splits above `bits`, then check one key's prefix. O(depth).
+    fn subtree(&self, prefix: &Key, bits: u8) -> Option<Ref> {
         let mut r = self.root;
         if r == NONE {
             return None;
@@ -281,16 +283,7 @@ impl Trie {
             }
             r = n.children[bit(prefix, n.bit)];
         }
-        let key = *self.key_of(r);
-        if !same_prefix(&key, prefix, bits) {
-            return None;
-        }
-        let crit = if r & LEAF == 0 {
-            self.inner[r as usize].bit
-        } else {
-            128
-        };
-        Some((key, crit, self.count_of(r)))
+        same_prefix(self.key_of(r), prefix, bits).then_some(r)
     }
 
     /// The root digest of the set without `excluded` (sorted keys, all held), in
