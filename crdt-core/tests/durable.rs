@@ -449,3 +449,31 @@ fn a_new_store_is_created_whole_or_not_at_all() {
     assert_eq!(names, ["s.redb"]);
     assert_eq!(RedbStorage::open(&path).unwrap().len().unwrap(), 3);
 }
+
+/// The store fills the space redb adds to the file with zeros ahead of redb's writes (never
+/// past redb's length), so after a crash a file can end in zeros redb never wrote. Such a
+/// file, and one with zeros appended beyond redb's length, opens whole or with an error.
+#[test]
+fn trailing_zeros_beyond_the_data_open() {
+    let dir = TempDir::new("zeros");
+    let path = dir.file("s.redb");
+    let written = write_store(&path, 3_000);
+    let bytes = std::fs::read(&path).unwrap();
+    for extra in [4096, 1 << 20, 12_345] {
+        let mut padded = bytes.clone();
+        padded.resize(bytes.len() + extra, 0);
+        std::fs::write(&path, &padded).unwrap();
+        let opened = open_is_all_or_error(&path, &written, &format!("{extra} zeros appended"));
+        if extra % 4096 == 0 {
+            assert!(opened, "{extra} zeros appended: the store does not open");
+        }
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let mut store = RedbStorage::open(&path).unwrap();
+    assert_eq!(all(&store), written);
+    // Writes after reopening go through the fill again.
+    store.append(&ops(100_000, 1, 5_000)).unwrap();
+    drop(store);
+    let store = RedbStorage::open(&path).unwrap();
+    assert_eq!(store.len().unwrap(), 8_000);
+}

@@ -15,12 +15,16 @@ use std::time::Duration;
 
 use common::{START_MS, schema};
 use crdt_core::{RedbStorage, Replica, Storage, VersionVector};
-use durable_util::TempDir;
+use durable_util::{TempDir, ops};
 use hlc::ManualClock;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 const CHILD_ENV: &str = "WEFT_CRASH_CHILD";
+const GROW_ENV: &str = "WEFT_CRASH_GROW_CHILD";
+/// Ops per commit of the growing child: enough that the file grows (and the store fills the
+/// new space with zeros) every few commits.
+const GROW_BATCH: usize = 1_000;
 
 /// The child's side: commit until killed. Does nothing unless started by [`cycle`].
 #[test]
@@ -111,6 +115,84 @@ fn cycle(path: &std::path::Path, n: u64, delay_ms: u64) -> usize {
     acked.len()
 }
 
+/// The growing child's side: large commits of ops numbered from where the store stands,
+/// printing `ACK <index of the commit's first op>`, until killed.
+#[test]
+fn crash_grow_child() {
+    let Ok(path) = std::env::var(GROW_ENV) else {
+        return;
+    };
+    let mut store = RedbStorage::open(&path).expect("child opens the store");
+    let mut next = store.len().expect("len");
+    let mut out = std::io::stdout().lock();
+    loop {
+        store
+            .append(&ops(1_000 + next, 1, GROW_BATCH))
+            .expect("commit");
+        writeln!(out, "ACK {next}").expect("report");
+        out.flush().expect("report");
+        next += GROW_BATCH as u64;
+    }
+}
+
+/// Kills the growing child at random moments, so some kills land while redb grows the file
+/// and the store fills the new space; every acknowledged commit must be there after each.
+fn growing_cycles(count: u64, seed: u64) {
+    let dir = TempDir::new("crash-grow");
+    let path = dir.file("grow.redb");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut total = 0;
+    for n in 0..count {
+        let exe = std::env::current_exe().expect("test binary");
+        let mut child = Command::new(exe)
+            .args([
+                "crash_grow_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(GROW_ENV, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the child");
+        let stdout = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.strip_prefix("ACK ").and_then(|k| k.parse::<u64>().ok()))
+                .collect::<Vec<u64>>()
+        });
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+        child.kill().expect("SIGKILL the child");
+        let _ = child.wait();
+        let acked = reader.join().expect("reader");
+        let store = RedbStorage::open(&path)
+            .unwrap_or_else(|e| panic!("cycle {n}: the store does not open after the kill: {e}"));
+        for &first in &acked {
+            for id in [first, first + GROW_BATCH as u64 - 1] {
+                let op = &ops(1_000 + id, 1, 1)[0];
+                assert!(
+                    store.contains(op.id).expect("contains"),
+                    "cycle {n}: op {id} of an acknowledged commit is missing after the kill"
+                );
+            }
+        }
+        let len = store.len().expect("len");
+        assert_eq!(
+            len % GROW_BATCH as u64,
+            0,
+            "cycle {n}: a commit is there in part"
+        );
+        total += acked.len();
+    }
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "{count} kill cycles of a growing store, {total} acknowledged commits checked, {size} bytes"
+    );
+}
+
 fn cycles(count: u64, seed: u64) {
     let dir = TempDir::new("crash");
     let path = dir.file("replica.redb");
@@ -134,6 +216,11 @@ fn survives_kills() {
 }
 
 #[test]
+fn survives_kills_while_the_file_grows() {
+    growing_cycles(4, 1);
+}
+
+#[test]
 #[ignore]
 fn survives_hundreds_of_kills() {
     let count = std::env::var("WEFT_CYCLES")
@@ -141,4 +228,5 @@ fn survives_hundreds_of_kills() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(300);
     cycles(count, 2);
+    growing_cycles(count, 2);
 }

@@ -32,20 +32,30 @@ impl Drop for SeedGuard {
 /// One run: commit batches until the power goes, reboot, check. Returns whether the cut
 /// happened (rather than the run ending first).
 fn run(seed: u64) -> bool {
+    run_with(seed, false).0
+}
+
+/// With `growing`, the batches are large enough that redb grows the file several times
+/// during the run, and the store fills the new space with zeros ahead of redb's writes, so
+/// cuts land in the middle of growth and of the fill too. Also returns the length of the
+/// image after the cut.
+fn run_with(seed: u64, growing: bool) -> (bool, usize) {
     let _guard = SeedGuard(seed);
     let mut rng = StdRng::seed_from_u64(seed);
     let disk = PowerLossDisk::new();
     let config = RedbConfig::new().cache_bytes(1 << 20);
     let mut store = RedbStorage::with_backend(disk.clone(), config.clone()).expect("create");
     store.set_replica_id(ReplicaId::new(1)).expect("id");
-    disk.cut_after(rng.random_range(0..600));
+    disk.cut_after(rng.random_range(0..if growing { 2_000 } else { 600 }));
 
     let mut acked: BTreeSet<OpId> = BTreeSet::new();
     let mut tried: BTreeSet<OpId> = BTreeSet::new();
     let mut high_water = None;
     let mut ms = 1_000;
-    for _ in 0..60 {
-        let n = if rng.random_bool(0.2) {
+    for _ in 0..if growing { 25 } else { 60 } {
+        let n = if growing {
+            rng.random_range(200..1_500)
+        } else if rng.random_bool(0.2) {
             rng.random_range(20..200)
         } else {
             rng.random_range(1..4)
@@ -63,6 +73,7 @@ fn run(seed: u64) -> bool {
     }
     let cut = disk.is_dead();
     let image = disk.after_cut(|n| rng.random_range(0..n));
+    let image_len = image.len();
     drop(store);
 
     let rebooted = PowerLossDisk::from_image(image);
@@ -92,7 +103,7 @@ fn run(seed: u64) -> bool {
         "seed {seed}: the high-water mark is below a stored op"
     );
     let _: Option<Timestamp> = max;
-    cut
+    (cut, image_len)
 }
 
 #[test]
@@ -106,6 +117,22 @@ fn power_loss_over_many_seeds() {
     eprintln!("60 runs, {cuts} cut mid-way");
     assert!(
         cuts > 30,
+        "the budget should usually run out before the run ends"
+    );
+}
+
+#[test]
+fn power_loss_while_the_file_grows() {
+    let runs: Vec<(bool, usize)> = (0..12).map(|seed| run_with(seed, true)).collect();
+    let cuts = runs.iter().filter(|r| r.0).count();
+    let largest = runs.iter().map(|r| r.1).max().unwrap_or(0);
+    eprintln!("12 growing runs, {cuts} cut mid-way, images up to {largest} bytes");
+    assert!(
+        largest > 2 << 20,
+        "the file should grow well past its first size"
+    );
+    assert!(
+        cuts > 6,
         "the budget should usually run out before the run ends"
     );
 }
@@ -127,4 +154,9 @@ fn power_loss_thousands() {
         .unwrap_or(5_000u64);
     let cuts = (1_000..1_000 + runs).filter(|&seed| run(seed)).count();
     eprintln!("{runs} runs, {cuts} cut mid-way");
+    let growing = runs / 10;
+    let cuts = (1_000..1_000 + growing)
+        .filter(|&seed| run_with(seed, true).0)
+        .count();
+    eprintln!("{growing} growing runs, {cuts} cut mid-way");
 }

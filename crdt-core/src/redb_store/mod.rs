@@ -11,6 +11,7 @@
 mod commit;
 mod format;
 mod power_loss;
+mod zero_fill;
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,6 +26,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use self::commit::{Batch, Committer};
 use self::format::{KEY_HIGH_WATER, KEY_REPLICA, LATE, META, OPS, PEERS, SNAPSHOT, backend};
+use self::zero_fill::ZeroFill;
 use crate::{Op, OpId, OpIter, ReplicaId, Snapshot, Storage, StorageError, VersionVector, codec};
 
 pub use self::power_loss::PowerLossDisk;
@@ -156,7 +158,7 @@ impl RedbStorage {
             create_whole(path, &config)?;
         }
         let builder = builder(&config);
-        Self::start(|| builder.create(path), config)
+        Self::start(|| create_file(&builder, path), config)
     }
 
     /// Opens (or creates) the store on any redb [`StorageBackend`](redb::StorageBackend): a
@@ -166,7 +168,10 @@ impl RedbStorage {
         config: RedbConfig,
     ) -> Result<Self, StorageError> {
         let builder = builder(&config);
-        Self::start(move || builder.create_with_backend(backend), config)
+        Self::start(
+            move || builder.create_with_backend(ZeroFill::new(backend)?),
+            config,
+        )
     }
 
     fn start(
@@ -593,7 +598,7 @@ fn create_whole(path: &Path, config: &RedbConfig) -> Result<(), StorageError> {
         _ => {}
     }
     {
-        let db = builder(config).create(&creating).map_err(open_error)?;
+        let db = create_file(&builder(config), &creating).map_err(open_error)?;
         format::init_or_check(&db)?;
     }
     std::fs::rename(&creating, path).map_err(io)?;
@@ -608,6 +613,22 @@ fn create_whole(path: &Path, config: &RedbConfig) -> Result<(), StorageError> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+/// Opens (creating it if needed) the redb file at `path` through [`ZeroFill`], which fills the
+/// space redb adds to the file before redb writes into it.
+fn create_file(
+    builder: &redb::Builder,
+    path: &Path,
+) -> Result<redb::Database, redb::DatabaseError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let backend = redb::backends::FileBackend::new(file)?;
+    builder.create_with_backend(ZeroFill::new(backend)?)
 }
 
 fn builder(config: &RedbConfig) -> redb::Builder {
