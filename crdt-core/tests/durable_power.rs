@@ -123,16 +123,16 @@ fn power_loss_over_many_seeds() {
 
 #[test]
 fn power_loss_while_the_file_grows() {
-    let runs: Vec<(bool, usize)> = (0..12).map(|seed| run_with(seed, true)).collect();
+    let runs: Vec<(bool, usize)> = (0..8).map(|seed| run_with(seed, true)).collect();
     let cuts = runs.iter().filter(|r| r.0).count();
     let largest = runs.iter().map(|r| r.1).max().unwrap_or(0);
-    eprintln!("12 growing runs, {cuts} cut mid-way, images up to {largest} bytes");
+    eprintln!("8 growing runs, {cuts} cut mid-way, images up to {largest} bytes");
     assert!(
         largest > 2 << 20,
         "the file should grow well past its first size"
     );
     assert!(
-        cuts > 6,
+        cuts > 4,
         "the budget should usually run out before the run ends"
     );
 }

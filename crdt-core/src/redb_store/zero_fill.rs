@@ -35,6 +35,8 @@ const ZEROS: usize = 256 << 10;
 #[derive(Debug)]
 pub(super) struct ZeroFill<B> {
     inner: B,
+    /// [`CHUNK`], smaller in tests.
+    chunk: u64,
     /// Every byte below this is written (or was in the file when it was opened): writes below
     /// it go straight through.
     filled: Mutex<u64>,
@@ -43,9 +45,14 @@ pub(super) struct ZeroFill<B> {
 impl<B: StorageBackend> ZeroFill<B> {
     /// Wraps `inner`; what the file holds now counts as filled.
     pub(super) fn new(inner: B) -> io::Result<Self> {
+        Self::with_chunk(inner, CHUNK)
+    }
+
+    fn with_chunk(inner: B, chunk: u64) -> io::Result<Self> {
         let filled = inner.len()?;
         Ok(Self {
             inner,
+            chunk: chunk.max(1),
             filled: Mutex::new(filled),
         })
     }
@@ -77,7 +84,10 @@ impl<B: StorageBackend> StorageBackend for ZeroFill<B> {
         let end = offset.saturating_add(data.len() as u64);
         if end > *filled {
             let file_len = self.inner.len()?;
-            let target = end.div_ceil(CHUNK).saturating_mul(CHUNK).min(file_len);
+            let target = end
+                .div_ceil(self.chunk)
+                .saturating_mul(self.chunk)
+                .min(file_len);
             let zeros = vec![0; ZEROS];
             let mut at = *filled;
             while at < target {
@@ -134,6 +144,9 @@ impl<B: StorageBackend> StorageBackend for ZeroFill<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fill chunk of these tests (the arithmetic is the same at any size).
+    const CHUNK: u64 = 64 << 10;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
     use redb::backends::InMemoryBackend;
@@ -174,9 +187,9 @@ mod tests {
     /// length a plain backend gets, while the space redb adds is written ahead of it.
     #[test]
     fn the_file_holds_what_it_would_without_the_wrapper() {
-        for seed in 0..20 {
+        for seed in 0..50 {
             let mut rng = StdRng::seed_from_u64(seed);
-            let wrapped = ZeroFill::new(Counted::default()).unwrap();
+            let wrapped = ZeroFill::with_chunk(Counted::default(), CHUNK).unwrap();
             let plain = InMemoryBackend::new();
             let mut user_bytes = 0;
             let mut len = 0u64;
@@ -189,8 +202,8 @@ mod tests {
                     }
                     _ if len > 0 => {
                         let offset = rng.random_range(0..len);
-                        let n = rng.random_range(1..=(len - offset).min(20_000));
-                        let data: Vec<u8> = (0..n).map(|_| rng.random_range(1..=255)).collect();
+                        let n = rng.random_range(1..=(len - offset).min(CHUNK / 4));
+                        let data = vec![rng.random_range(1..=255u8); usize::try_from(n).unwrap()];
                         wrapped.write(offset, &data).unwrap();
                         plain.write(offset, &data).unwrap();
                         user_bytes += n;
@@ -212,7 +225,7 @@ mod tests {
     /// past the end of the file.
     #[test]
     fn growth_is_filled_a_chunk_ahead_of_the_writes() {
-        let wrapped = ZeroFill::new(Counted::default()).unwrap();
+        let wrapped = ZeroFill::with_chunk(Counted::default(), CHUNK).unwrap();
         wrapped.set_len(3 * CHUNK).unwrap();
         wrapped.write(10, &[1; 100]).unwrap();
         assert_eq!(*wrapped.inner.written.lock().unwrap(), CHUNK);
