@@ -6,7 +6,10 @@
 //! from the ops table, so a commit of ops in id order writes one table. Every write (ops, high-water mark, peer
 //! frontiers, snapshot) goes through one group-commit queue: the first writer to find no commit
 //! in progress commits everything queued in one transaction, so concurrent commits share one
-//! fsync. `docs/design.md` ("Storage") has the whole picture, `docs/wire-format.md` the bytes.
+//! fsync. The file is opened through `ZeroFill` (`zero_fill.rs`), which writes zeros into the space
+//! redb adds to the file just ahead of redb's writes, so that commits overwrite allocated blocks
+//! and their fsync needs no filesystem metadata commit. `docs/design.md` ("Storage") has the
+//! whole picture, `docs/wire-format.md` the bytes.
 
 mod commit;
 mod format;
