@@ -6,6 +6,8 @@
 //! `blake3(0x01 ‖ bit ‖ left ‖ right)`. Depth is bounded by the key width (128 bits) and is
 //! about `log2 n` for keys spread like timestamps.
 
+use crate::arena::Arena;
+
 /// A 32-byte blake3 digest.
 pub(crate) type Hash = [u8; 32];
 
@@ -68,36 +70,45 @@ fn inner_digest(bit: u8, left: &Hash, right: &Hash) -> Hash {
     *blake3::hash(&buf).as_bytes()
 }
 
-#[derive(Clone, Debug)]
-struct Leaf {
-    key: Key,
-    digest: Hash,
-}
-
-#[derive(Clone, Debug)]
-struct Inner {
-    digest: Hash,
-    count: u64,
-    /// A leaf below, whose key carries the shared prefix.
-    any_leaf: u32,
+/// The part of an inner node that a walk down reads: 12 bytes, so that the nodes of a large
+/// trie stay in cache where a walk touches one per level.
+#[derive(Clone, Copy, Debug)]
+struct Node {
     children: [Ref; 2],
     bit: u8,
+    /// The digest and count in [`Summary`] are out of date.
     dirty: bool,
 }
 
-/// The trie. Nodes live in two arenas; nothing is ever removed (the log only grows).
+/// The part of an inner node that only digest and count queries read.
+#[derive(Clone, Copy, Debug)]
+struct Summary {
+    digest: Hash,
+    /// Keys below (at most 2^31).
+    count: u32,
+    /// A leaf below, whose key carries the shared prefix.
+    any_leaf: u32,
+}
+
+/// The trie. Leaves and inner nodes live in parallel arenas (keys apart from digests, walk
+/// data apart from summaries) that grow by chunks, so inserting never copies the trie;
+/// nothing is ever removed (the log only grows).
 #[derive(Clone, Debug)]
 pub(crate) struct Trie {
-    leaves: Vec<Leaf>,
-    inner: Vec<Inner>,
+    keys: Arena<Key>,
+    leaf_digests: Arena<Hash>,
+    nodes: Arena<Node>,
+    sums: Arena<Summary>,
     root: Ref,
 }
 
 impl Default for Trie {
     fn default() -> Self {
         Self {
-            leaves: Vec::new(),
-            inner: Vec::new(),
+            keys: Arena::default(),
+            leaf_digests: Arena::default(),
+            nodes: Arena::default(),
+            sums: Arena::default(),
             root: NONE,
         }
     }
@@ -106,22 +117,22 @@ impl Default for Trie {
 impl Trie {
     /// Keys held.
     pub(crate) fn len(&self) -> u64 {
-        self.leaves.len() as u64
+        self.keys.len() as u64
     }
 
     fn key_of(&self, r: Ref) -> &Key {
         if r & LEAF != 0 {
-            &self.leaves[(r & !LEAF) as usize].key
+            &self.keys[(r & !LEAF) as usize]
         } else {
-            &self.leaves[self.inner[r as usize].any_leaf as usize].key
+            &self.keys[self.sums[r as usize].any_leaf as usize]
         }
     }
 
     fn digest_of(&self, r: Ref) -> &Hash {
         if r & LEAF != 0 {
-            &self.leaves[(r & !LEAF) as usize].digest
+            &self.leaf_digests[(r & !LEAF) as usize]
         } else {
-            &self.inner[r as usize].digest
+            &self.sums[r as usize].digest
         }
     }
 
@@ -129,41 +140,39 @@ impl Trie {
         if r & LEAF != 0 {
             1
         } else {
-            self.inner[r as usize].count
+            u64::from(self.sums[r as usize].count)
         }
+    }
+
+    /// The leaf a walk down after `key` ends at (the trie is not empty).
+    fn closest(&self, key: &Key) -> Ref {
+        let mut r = self.root;
+        while r & LEAF == 0 {
+            let n = &self.nodes[r as usize];
+            r = n.children[bit(key, n.bit)];
+        }
+        r
     }
 
     /// Whether `key` is held.
     pub(crate) fn contains(&self, key: &Key) -> bool {
-        let mut r = self.root;
-        if r == NONE {
-            return false;
-        }
-        while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
-            r = n.children[bit(key, n.bit)];
-        }
-        self.key_of(r) == key
+        self.root != NONE && self.key_of(self.closest(key)) == key
     }
 
     /// Inserts `key` with its leaf digest. Returns false if it was already there. With
     /// `eager`, the digests on the path are recomputed at once (O(depth) hashes); otherwise
     /// they are marked dirty for [`Trie::refresh`].
     pub(crate) fn insert(&mut self, key: Key, digest: Hash, eager: bool) -> bool {
-        let leaf_index = u32::try_from(self.leaves.len()).expect("fewer than 2^31 ops a trie");
+        let leaf_index = u32::try_from(self.keys.len()).expect("fewer than 2^31 ops a trie");
         assert!(leaf_index < LEAF, "fewer than 2^31 ops a trie");
         if self.root == NONE {
-            self.leaves.push(Leaf { key, digest });
+            self.keys.push(key);
+            self.leaf_digests.push(digest);
             self.root = leaf_index | LEAF;
             return true;
         }
         // Find the closest key, then where the new inner node goes.
-        let mut r = self.root;
-        while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
-            r = n.children[bit(&key, n.bit)];
-        }
-        let Some(crit) = crit_bit(&key, self.key_of(r)) else {
+        let Some(crit) = crit_bit(&key, self.key_of(self.closest(&key))) else {
             return false;
         };
         // The key is new: every node on the way down gains it. The path (at most 128 nodes,
@@ -173,11 +182,10 @@ impl Trie {
         let mut parent_slot: Option<(u32, usize)> = None;
         let mut r = self.root;
         while r & LEAF == 0 {
-            let n = &mut self.inner[r as usize];
+            let n = &mut self.nodes[r as usize];
             if n.bit > crit {
                 break;
             }
-            n.count += 1;
             n.dirty = true;
             if let Some(p) = path.get_mut(depth) {
                 *p = r;
@@ -187,23 +195,26 @@ impl Trie {
             parent_slot = Some((r, side));
             r = n.children[side];
         }
-        self.leaves.push(Leaf { key, digest });
+        self.keys.push(key);
+        self.leaf_digests.push(digest);
         let new_leaf = leaf_index | LEAF;
         let side = bit(&key, crit);
         let mut children = [r, r];
         children[side] = new_leaf;
-        let new_inner = u32::try_from(self.inner.len()).expect("fewer than 2^31 inner nodes");
-        self.inner.push(Inner {
-            digest: [0; 32],
-            count: self.count_of(r) + 1,
-            any_leaf: leaf_index,
+        let new_inner = u32::try_from(self.nodes.len()).expect("fewer than 2^31 inner nodes");
+        self.nodes.push(Node {
             children,
             bit: crit,
             dirty: true,
         });
+        self.sums.push(Summary {
+            digest: [0; 32],
+            count: 0,
+            any_leaf: leaf_index,
+        });
         match parent_slot {
             None => self.root = new_inner,
-            Some((p, s)) => self.inner[p as usize].children[s] = new_inner,
+            Some((p, s)) => self.nodes[p as usize].children[s] = new_inner,
         }
         if eager {
             self.recompute(new_inner);
@@ -214,16 +225,17 @@ impl Trie {
         true
     }
 
+    /// Brings the digest and count of inner node `i` up to date from its children's.
     fn recompute(&mut self, i: u32) {
-        let n = &self.inner[i as usize];
-        let d = inner_digest(
-            n.bit,
-            self.digest_of(n.children[0]),
-            self.digest_of(n.children[1]),
-        );
-        let n = &mut self.inner[i as usize];
-        n.digest = d;
-        n.dirty = false;
+        let n = self.nodes[i as usize];
+        let [a, b] = n.children;
+        let d = inner_digest(n.bit, self.digest_of(a), self.digest_of(b));
+        // Both counts are below 2^31 (the leaf arena's bound), so the sum fits.
+        let count = (self.count_of(a) + self.count_of(b)) as u32;
+        let s = &mut self.sums[i as usize];
+        s.digest = d;
+        s.count = count;
+        self.nodes[i as usize].dirty = false;
     }
 
     /// Recomputes every dirty digest (after lazy inserts).
@@ -234,10 +246,10 @@ impl Trie {
     }
 
     fn refresh_node(&mut self, i: u32) {
-        if !self.inner[i as usize].dirty {
+        if !self.nodes[i as usize].dirty {
             return;
         }
-        for c in self.inner[i as usize].children {
+        for c in self.nodes[i as usize].children {
             if c & LEAF == 0 {
                 self.refresh_node(c);
             }
@@ -262,7 +274,7 @@ impl Trie {
     pub(crate) fn range_shape(&self, prefix: &Key, bits: u8) -> Option<(Key, u8, u64)> {
         let r = self.subtree(prefix, bits)?;
         let crit = if r & LEAF == 0 {
-            self.inner[r as usize].bit
+            self.nodes[r as usize].bit
         } else {
             128
         };
@@ -277,7 +289,7 @@ impl Trie {
             return None;
         }
         while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
+            let n = &self.nodes[r as usize];
             if n.bit >= bits {
                 break;
             }
@@ -303,7 +315,7 @@ impl Trie {
             return None;
         }
         // A leaf has a count of 1, so only inner nodes get here.
-        let n = &self.inner[r as usize];
+        let n = &self.nodes[r as usize];
         let split = excluded.partition_point(|k| bit(k, n.bit) == 0);
         let (l, rr) = excluded.split_at(split);
         match (
@@ -325,13 +337,14 @@ impl Trie {
         let mut stack: Vec<(Ref, bool)> = vec![(self.root, false)];
         while let Some((r, free)) = stack.pop() {
             if r & LEAF != 0 {
-                let leaf = &self.leaves[(r & !LEAF) as usize];
-                if (free || leaf.key >= *start) && !f(&leaf.key, &leaf.digest) {
+                let i = (r & !LEAF) as usize;
+                let key = &self.keys[i];
+                if (free || *key >= *start) && !f(key, &self.leaf_digests[i]) {
                     return;
                 }
                 continue;
             }
-            let n = &self.inner[r as usize];
+            let n = &self.nodes[r as usize];
             let [left, right] = n.children;
             if free {
                 stack.push((right, true));

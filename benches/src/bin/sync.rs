@@ -12,8 +12,8 @@
 //! received ops; storing them is the application's and is reported apart as `store_ms`
 //! (building the logs and indexes beforehand is not counted). `send_ms`, `receive_ms` and
 //! `index_ms` split `cpu_ms` into `poll_transmit`, `handle_message` and `Index::insert_ops`
-//! (thread CPU time, tick-coarse: 0 for short runs). `--scenario NAME` runs one; the
-//! environment variable `SYNC_REPEAT=N` runs each scenario N times (for a profiler).
+//! (thread CPU time, tick-coarse: 0 for short runs). `--scenario NAME` runs one scenario and
+//! `--system NAME` one of the two weft systems; the environment variable `SYNC_REPEAT=N` runs each scenario N times (for a profiler).
 //! Each scenario runs twice: `weft` (the default config: the sketch, falling back to the
 //! descent) and `weft-descent` (`Reconcile::Descent`, range digests only; `--width B` splits
 //! each differing range into `2^B` sub-ranges per message, default 4).
@@ -342,7 +342,14 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
         let mut partial_log = MemoryStorage::new();
         partial_log.append(&partial).expect("append");
         let partial_index = Index::from_ops(&partial);
+        let only_system = args
+            .iter()
+            .position(|a| a == "--system")
+            .and_then(|i| args.get(i + 1));
         for (system, config) in &systems {
+            if only_system.is_some_and(|o| o != system) {
+                continue;
+            }
             // A short run is repeated and the best kept (see `cpu_figure`).
             let mut best: Option<Outcome> = None;
             for _ in 0..std::env::var("SYNC_REPEAT")
