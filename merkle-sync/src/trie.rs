@@ -2,8 +2,8 @@
 //!
 //! The shape is a function of the set of keys alone: an inner node exists exactly where two
 //! keys first differ, at that bit, so equal sets give equal digests whatever the insertion
-//! order. A leaf's digest is the op digest it was given; an inner node's is
-//! `blake3(0x01 ‖ bit ‖ left ‖ right)`. Depth is bounded by the key width (128 bits) and is
+//! order. A leaf's digest is the op digest it was given; an inner node's is blake3 keyed by
+//! the bit (see [`inner_digest`]) over `left ‖ right`. Depth is bounded by the key width (128 bits) and is
 //! about `log2 n` for keys spread like timestamps.
 
 use crate::arena::Arena;
@@ -18,6 +18,9 @@ pub(crate) type Key = [u8; 16];
 type Ref = u32;
 const LEAF: Ref = 1 << 31;
 const NONE: Ref = u32::MAX;
+
+/// Walks done in lockstep by [`Trie::closest_many`].
+const LANES: usize = 8;
 
 /// Bit `i` (0 = most significant) of `key`.
 pub(crate) fn bit(key: &Key, i: u8) -> usize {
@@ -59,15 +62,20 @@ pub(crate) fn with_bits(key: &Key, at: u8, width: u8, value: u8) -> Key {
     ((u128::from_be_bytes(*key) & !clear) | field).to_be_bytes()
 }
 
-/// The digest of an inner node.
+/// The blake3 key of inner-node digests; its last byte is replaced by the node's bit.
+const INNER_KEY: [u8; 32] = *b"weft-sync/2 inner node, bit #\0\0\0";
+
+/// The digest of an inner node: blake3 keyed by [`INNER_KEY`] with the bit in its last byte,
+/// over the two child digests. 64 bytes of input are a single compression (twice as cheap as
+/// hashing a bit and two digests in plain mode), and the keyed mode keeps inner digests apart
+/// from leaf digests, which are plain blake3 of an op's bytes.
 fn inner_digest(bit: u8, left: &Hash, right: &Hash) -> Hash {
-    // One call on a buffer on the stack: cheaper than a `Hasher` for 66 bytes.
-    let mut buf = [0u8; 66];
-    buf[0] = 1;
-    buf[1] = bit;
-    buf[2..34].copy_from_slice(left);
-    buf[34..].copy_from_slice(right);
-    *blake3::hash(&buf).as_bytes()
+    let mut key = INNER_KEY;
+    key[31] = bit;
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(left);
+    buf[32..].copy_from_slice(right);
+    *blake3::keyed_hash(&key, &buf).as_bytes()
 }
 
 /// The part of an inner node that a walk down reads: 12 bytes, so that the nodes of a large
@@ -154,29 +162,113 @@ impl Trie {
         r
     }
 
+    /// For each of `keys`, the leaf a walk down ends at (the trie is not empty). Walks
+    /// [`LANES`] keys in lockstep so that their loads, each one level down a different path,
+    /// overlap instead of waiting on each other: a walk is a chain of dependent loads, most of
+    /// them cache misses in a large trie.
+    fn closest_many(&self, keys: &[Key]) -> Vec<Ref> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(LANES) {
+            let mut refs = [self.root; LANES];
+            let refs = &mut refs[..chunk.len()];
+            loop {
+                let mut active = false;
+                for (r, key) in refs.iter_mut().zip(chunk) {
+                    if *r & LEAF == 0 {
+                        let n = &self.nodes[*r as usize];
+                        *r = n.children[bit(key, n.bit)];
+                        active = true;
+                    }
+                }
+                if !active {
+                    break;
+                }
+            }
+            out.extend_from_slice(refs);
+        }
+        out
+    }
+
     /// Whether `key` is held.
     pub(crate) fn contains(&self, key: &Key) -> bool {
         self.root != NONE && self.key_of(self.closest(key)) == key
+    }
+
+    /// Whether each of `keys` is held, as [`Trie::contains`] but with the walks overlapped.
+    pub(crate) fn contains_many(&self, keys: &[Key]) -> Vec<bool> {
+        if self.root == NONE {
+            return vec![false; keys.len()];
+        }
+        self.closest_many(keys)
+            .into_iter()
+            .zip(keys)
+            .map(|(r, k)| self.key_of(r) == k)
+            .collect()
     }
 
     /// Inserts `key` with its leaf digest. Returns false if it was already there. With
     /// `eager`, the digests on the path are recomputed at once (O(depth) hashes); otherwise
     /// they are marked dirty for [`Trie::refresh`].
     pub(crate) fn insert(&mut self, key: Key, digest: Hash, eager: bool) -> bool {
-        let leaf_index = u32::try_from(self.keys.len()).expect("fewer than 2^31 ops a trie");
-        assert!(leaf_index < LEAF, "fewer than 2^31 ops a trie");
         if self.root == NONE {
-            self.keys.push(key);
-            self.leaf_digests.push(digest);
-            self.root = leaf_index | LEAF;
+            self.push_first(key, digest);
             return true;
         }
         // Find the closest key, then where the new inner node goes.
         let Some(crit) = crit_bit(&key, self.key_of(self.closest(&key))) else {
             return false;
         };
-        // The key is new: every node on the way down gains it. The path (at most 128 nodes,
-        // one per bit) is kept on the stack for an eager recompute.
+        self.insert_at(key, digest, crit, eager);
+        true
+    }
+
+    /// Inserts a batch, as [`Trie::insert`] without `eager` (dirty paths, for
+    /// [`Trie::refresh`]): `entries` must be sorted by key without duplicates. Every walk to a
+    /// closest key is done first, overlapped ([`Trie::closest_many`]), on the trie as it was;
+    /// a key's split point in the growing trie is then the later of its split from that
+    /// closest key and from the batch key inserted just before it (keys are sorted, so that
+    /// one shares the longest prefix with it among the batch's). Calls `new` on each key that
+    /// was not held.
+    pub(crate) fn insert_sorted(&mut self, entries: &[(Key, Hash)], mut new: impl FnMut(&Key)) {
+        let mut rest = entries;
+        if self.root == NONE {
+            let Some(((key, digest), tail)) = entries.split_first() else {
+                return;
+            };
+            self.push_first(*key, *digest);
+            new(key);
+            rest = tail;
+        }
+        let keys: Vec<Key> = rest.iter().map(|e| e.0).collect();
+        let closest = self.closest_many(&keys);
+        let mut prev: Option<Key> = (rest.len() < entries.len()).then(|| entries[0].0);
+        for ((key, digest), r) in rest.iter().zip(closest) {
+            let Some(mut crit) = crit_bit(key, self.key_of(r)) else {
+                continue; // held before the batch
+            };
+            if let Some(c) = prev.as_ref().and_then(|p| crit_bit(key, p)) {
+                crit = crit.max(c);
+            }
+            self.insert_at(*key, *digest, crit, false);
+            new(key);
+            prev = Some(*key);
+        }
+    }
+
+    /// The first key of an empty trie.
+    fn push_first(&mut self, key: Key, digest: Hash) {
+        self.keys.push(key);
+        self.leaf_digests.push(digest);
+        self.root = LEAF;
+    }
+
+    /// Inserts `key`, which is not held and first differs from the keys it would sit beside at
+    /// bit `crit`, under a new inner node at that bit.
+    fn insert_at(&mut self, key: Key, digest: Hash, crit: u8, eager: bool) {
+        let leaf_index = u32::try_from(self.keys.len()).expect("fewer than 2^31 ops a trie");
+        assert!(leaf_index < LEAF, "fewer than 2^31 ops a trie");
+        // Every node on the way down gains the key. The path (at most 128 nodes, one per bit)
+        // is kept on the stack for an eager recompute.
         let mut path = [0u32; 128];
         let mut depth = 0;
         let mut parent_slot: Option<(u32, usize)> = None;
@@ -222,7 +314,6 @@ impl Trie {
                 self.recompute(p);
             }
         }
-        true
     }
 
     /// Brings the digest and count of inner node `i` up to date from its children's.
@@ -449,6 +540,70 @@ mod tests {
             }
         }
         assert_eq!(a.range_shape(&[0xff; 16], 8), None);
+    }
+
+    /// A key from a small space, so that keys share long prefixes and batch keys split
+    /// right beside each other and beside held keys.
+    fn dense_key(x: u64) -> Key {
+        let mut k = [0; 16];
+        k[6..8].copy_from_slice(&((x >> 4) as u16).to_be_bytes());
+        k[15] = (x & 0xf) as u8;
+        k
+    }
+
+    #[test]
+    fn sorted_batches_build_the_trie_that_single_inserts_build() {
+        for seed in 0..300u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = |bound: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % bound
+            };
+            let space = 8 + next(4000);
+            let mut batched = Trie::default();
+            let mut single = Trie::default();
+            let mut held = std::collections::BTreeSet::new();
+            for _round in 0..1 + next(6) {
+                let mut batch: Vec<(Key, Hash)> = (0..next(200))
+                    .map(|_| {
+                        let k = dense_key(next(space));
+                        (k, digest(&k))
+                    })
+                    .collect();
+                batch.sort();
+                batch.dedup();
+                let mut fresh = Vec::new();
+                batched.insert_sorted(&batch, |k| fresh.push(*k));
+                batched.refresh();
+                let mut want = Vec::new();
+                for (k, d) in &batch {
+                    if single.insert(*k, *d, true) {
+                        want.push(*k);
+                    }
+                    held.insert(*k);
+                }
+                assert_eq!(fresh, want, "seed {seed}: keys reported new");
+                assert_eq!(batched.root(), single.root(), "seed {seed}: roots");
+                assert_eq!(batched.len(), held.len() as u64, "seed {seed}");
+                for bits in [0u8, 50, 54, 58, 62, 124, 128] {
+                    let p = dense_key(next(space));
+                    assert_eq!(
+                        batched.range(&p, bits),
+                        single.range(&p, bits),
+                        "seed {seed}: range {bits}"
+                    );
+                }
+                let probe: Vec<Key> = (0..64).map(|_| dense_key(next(space + 50))).collect();
+                let many = batched.contains_many(&probe);
+                for (k, got) in probe.iter().zip(many) {
+                    assert_eq!(got, held.contains(k), "seed {seed}: contains_many");
+                    assert_eq!(batched.contains(k), got, "seed {seed}: contains");
+                }
+            }
+        }
+        assert_eq!(Trie::default().contains_many(&[[0; 16]]), [false]);
     }
 
     #[test]
