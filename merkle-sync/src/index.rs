@@ -226,7 +226,7 @@ impl Index {
         }
         let mut added = 0;
         for (collection, mut batch) in batches {
-            batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            batch.sort_unstable_by_key(|a| a.0);
             batch.dedup_by(|a, b| a.0 == b.0);
             let c = self.collection_mut(collection);
             // The sketch is kept up to date op by op only if it will still be big enough
