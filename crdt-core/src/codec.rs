@@ -43,18 +43,47 @@ impl From<postcard::Error> for DecodeError {
     }
 }
 
+/// A postcard output that appends to a `Vec` a slice at a time (`postcard::to_extend` copies
+/// byte by byte, which made it the larger part of encoding an op).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends the postcard encoding of `value` to `out`.
+pub(crate) fn append_postcard<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    postcard::serialize_with_flavor(value, Append(out))
+        .expect("postcard cannot fail to serialize into a Vec");
+}
+
 /// Encodes one op: version byte, then postcard.
 pub fn encode_op(op: &Op) -> Vec<u8> {
-    postcard::to_extend(op, vec![FORMAT_VERSION])
-        .expect("postcard cannot fail to serialize an Op into a Vec")
+    let mut out = Vec::with_capacity(128);
+    encode_op_into(op, &mut out);
+    out
 }
 
 /// Appends the encoding of one op ([`encode_op`]) to `out`, so that many ops can share one
-/// buffer (the durable store encodes a commit's ops back to back).
-pub(crate) fn encode_op_into(op: &Op, out: &mut Vec<u8>) {
+/// buffer (the durable store encodes a commit's ops back to back), or one buffer can serve
+/// many encodings without an allocation each.
+pub fn encode_op_into(op: &Op, out: &mut Vec<u8>) {
     out.push(FORMAT_VERSION);
-    *out = postcard::to_extend(op, std::mem::take(out))
-        .expect("postcard cannot fail to serialize an Op into a Vec");
+    append_postcard(op, out);
 }
 
 /// Decodes one op encoded by [`encode_op`], rejecting trailing bytes.
@@ -69,8 +98,9 @@ pub fn decode_op(bytes: &[u8]) -> Result<Op, DecodeError> {
 
 /// Encodes a batch of ops: version byte, varint count, then each op in postcard.
 pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
-    postcard::to_extend(ops, vec![FORMAT_VERSION])
-        .expect("postcard cannot fail to serialize ops into a Vec")
+    let mut out = vec![FORMAT_VERSION];
+    append_postcard(ops, &mut out);
+    out
 }
 
 /// Decodes a batch encoded by [`encode_ops`], rejecting trailing bytes.

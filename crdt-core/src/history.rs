@@ -167,11 +167,7 @@ impl<'a> Encoder<'a> {
             }
             _ => {
                 self.head(GENERAL, false, target, replica);
-                self.general = postcard::to_extend(
-                    &(&op.deps, &op.payload),
-                    std::mem::take(&mut self.general),
-                )
-                .expect("postcard cannot fail to serialize into a Vec");
+                crate::codec::append_postcard(&(&op.deps, &op.payload), &mut self.general);
                 1
             }
         };

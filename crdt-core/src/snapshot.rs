@@ -28,7 +28,9 @@ pub(crate) struct StateImage {
 
 /// Serializes a state image.
 pub(crate) fn encode(image: &StateImage) -> Vec<u8> {
-    postcard::to_extend(image, vec![FORMAT]).expect("postcard cannot fail to serialize into a Vec")
+    let mut out = vec![FORMAT];
+    crate::codec::append_postcard(image, &mut out);
+    out
 }
 
 /// Decodes a snapshot taken under a schema with this fingerprint, or `None`.

@@ -244,7 +244,7 @@ impl Storage for MemoryStorage {
         for op in ops {
             let offset = u32::try_from(self.bytes.len() + buf.len()).map_err(|_| too_big())?;
             let before = buf.len();
-            buf = postcard::to_extend(op, buf).map_err(|e| StorageError::Backend(Box::new(e)))?;
+            crate::codec::append_postcard(op, &mut buf);
             let len = u32::try_from(buf.len() - before).map_err(|_| too_big())?;
             spans.push(Span { offset, len });
         }

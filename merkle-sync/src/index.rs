@@ -84,11 +84,24 @@ impl Scope {
 /// Sketch symbols cached per collection, at most (1 MiB of symbols).
 const MAX_CACHED_SYMBOLS: usize = 1 << 15;
 
+/// Below this many ops a collection caches at most [`SMALL_CACHED_SYMBOLS`]; from it on, the
+/// full [`MAX_CACHED_SYMBOLS`].
+const FULL_CACHE_AT: u64 = 1 << 14;
+const SMALL_CACHED_SYMBOLS: usize = 1 << 10;
+
+/// The symbols cached for a collection of `n` ops: `n / 16` rounded up to a power of two,
+/// between 64 and 1024, below [`FULL_CACHE_AT`] ops, and the full 32768 from there on. A
+/// change of target rebuilds the cache from every key, so the target grows in few steps: the
+/// rebuilds of a collection that grows to `n` ops cost about one pass over 16,384 keys,
+/// rather than a pass over `n / 2` keys at every doubling.
 fn cache_target(n: u64) -> usize {
+    if n >= FULL_CACHE_AT {
+        return MAX_CACHED_SYMBOLS;
+    }
     usize::try_from(n / 16)
         .unwrap_or(usize::MAX)
         .next_power_of_two()
-        .clamp(64, MAX_CACHED_SYMBOLS)
+        .clamp(64, SMALL_CACHED_SYMBOLS)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -196,37 +209,67 @@ impl Index {
         &mut self,
         entries: impl IntoIterator<Item = (&'a str, OpId, Digest)>,
     ) -> u64 {
-        let mut added = 0;
+        // Per collection, sorted, so each trie takes its batch with overlapped walks.
+        let mut batches: Vec<(&'a str, Vec<(Key, crate::trie::Hash)>)> = Vec::new();
+        let mut position: BTreeMap<&'a str, usize> = BTreeMap::new();
         for (collection, id, digest) in entries {
-            let c = self.collection_mut(collection);
-            let key = id.to_bytes();
-            if c.trie.insert(key, digest.0, false) {
-                c.frontier.observe(id);
-                added += 1;
-                // A sketch that has fallen short of its target is rebuilt at the end (the
-                // target only grows), so it is not updated meanwhile.
-                if c.sketch.len() >= cache_target(c.trie.len()) {
-                    sketch::add_item(&mut c.sketch, 0, &key, 1);
-                }
-            }
+            let entry = (id.to_bytes(), digest.0);
+            // Ops of one collection usually come together: try the last batch first.
+            let at = match batches.last() {
+                Some((c, _)) if *c == collection => batches.len() - 1,
+                _ => *position.entry(collection).or_insert_with(|| {
+                    batches.push((collection, Vec::new()));
+                    batches.len() - 1
+                }),
+            };
+            batches[at].1.push(entry);
         }
-        self.len += added;
-        for c in self.collections.values_mut() {
-            c.trie.refresh(); // nothing to do where no path is dirty
-            if c.sketch.len() < cache_target(c.trie.len()) {
+        let mut added = 0;
+        for (collection, mut batch) in batches {
+            batch.sort_unstable_by_key(|a| a.0);
+            batch.dedup_by(|a, b| a.0 == b.0);
+            let c = self.collection_mut(collection);
+            // The sketch is kept up to date op by op only if it will still be big enough
+            // after the batch (the target only grows); otherwise it is rebuilt at the end.
+            let upper = c.trie.len().saturating_add(batch.len() as u64);
+            let incremental = c.sketch.len() >= cache_target(upper);
+            let CollectionIndex {
+                trie,
+                frontier,
+                sketch,
+            } = c;
+            let mut new = 0;
+            trie.insert_sorted(&batch, |key| {
+                frontier.observe(OpId::from_bytes(*key));
+                if incremental {
+                    sketch::add_item(sketch, 0, key, 1);
+                }
+                new += 1;
+            });
+            trie.refresh(); // nothing to do where no path is dirty
+            if !incremental {
                 c.rebuild_sketch();
             }
+            added += new;
         }
+        self.len += added;
         added
     }
 
     /// Indexes a batch of stored ops (an [`Event::Ops`](crate::Event::Ops) once applied), as
     /// [`Index::extend`] does. Returns how many were new.
     pub fn insert_ops(&mut self, ops: &[Op]) -> u64 {
-        self.extend(
-            ops.iter()
-                .map(|op| (op.collection.as_str(), op.id, op_digest(op))),
-        )
+        // One encoding buffer for the whole batch: `op_digest` with no allocation per op.
+        let mut buf = Vec::with_capacity(256);
+        self.extend(ops.iter().map(|op| {
+            buf.clear();
+            crdt_core::codec::encode_op_into(op, &mut buf);
+            (
+                op.collection.as_str(),
+                op.id,
+                Digest(*blake3::hash(&buf).as_bytes()),
+            )
+        }))
     }
 
     fn collection_mut(&mut self, collection: &str) -> &mut CollectionIndex {
@@ -264,6 +307,21 @@ impl Index {
                 .get(*name)
                 .is_some_and(|c| c.trie.contains(&key))
         })
+    }
+
+    /// For each of `ids`, whether a collection in `scope` holds it: [`Index::find`] for many
+    /// ids at once, with the trie walks overlapped (a walk is a chain of cache misses).
+    pub fn held_in_scope(&self, scope: &Scope, ids: &[OpId]) -> Vec<bool> {
+        let keys: Vec<Key> = ids.iter().map(|id| id.to_bytes()).collect();
+        let mut held = vec![false; ids.len()];
+        for name in scope.iter() {
+            if let Some(c) = self.collections.get(name) {
+                for (h, found) in held.iter_mut().zip(c.trie.contains_many(&keys)) {
+                    *h |= found;
+                }
+            }
+        }
+        held
     }
 
     /// The digest and count of the ops of `collection` whose id bytes start with the first

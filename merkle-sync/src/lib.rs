@@ -101,6 +101,7 @@
 
 #![warn(missing_docs)]
 
+mod arena;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -11,7 +11,7 @@ use crate::sketch::Symbol;
 use crate::trie::{Key, mask, same_prefix, with_bits};
 
 /// The sync protocol's version, the second byte of a Hello.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Messages larger than this are refused before decoding: 8 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;

@@ -434,8 +434,9 @@ impl Session {
                 Ok(())
             }
             Message::Want { ids } => {
-                for id in ids {
-                    if index.find(&self.scope, id).is_some() {
+                let held = index.held_in_scope(&self.scope, &ids);
+                for (id, held) in ids.into_iter().zip(held) {
+                    if held {
                         self.outgoing.insert(id);
                     }
                 }
@@ -635,17 +636,27 @@ impl Session {
                 .remote_only
                 .iter()
                 .map(|k: &Key| OpId::from_bytes(*k))
-                .filter(|id| !changed || index.find(&self.scope, *id).is_none())
                 .collect();
+            if changed {
+                let held = index.held_in_scope(&self.scope, &want);
+                let mut held = held.into_iter();
+                want.retain(|_| !held.next().unwrap_or(false));
+            }
             want.sort();
             for chunk in want.chunks(self.config.max_frame_bytes / 16 + 1) {
                 self.send(&Message::Want {
                     ids: chunk.to_vec(),
                 });
             }
-            for k in &d.decoder.local_only {
-                let id = OpId::from_bytes(*k);
-                if index.find(&self.scope, id).is_some() {
+            let ids: Vec<OpId> = d
+                .decoder
+                .local_only
+                .iter()
+                .map(|k| OpId::from_bytes(*k))
+                .collect();
+            let held = index.held_in_scope(&self.scope, &ids);
+            for (id, held) in ids.into_iter().zip(held) {
+                if held {
                     self.outgoing.insert(id);
                 }
             }

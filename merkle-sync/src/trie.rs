@@ -2,9 +2,11 @@
 //!
 //! The shape is a function of the set of keys alone: an inner node exists exactly where two
 //! keys first differ, at that bit, so equal sets give equal digests whatever the insertion
-//! order. A leaf's digest is the op digest it was given; an inner node's is
-//! `blake3(0x01 ‖ bit ‖ left ‖ right)`. Depth is bounded by the key width (128 bits) and is
+//! order. A leaf's digest is the op digest it was given; an inner node's is blake3 keyed by
+//! the bit (see [`inner_digest`]) over `left ‖ right`. Depth is bounded by the key width (128 bits) and is
 //! about `log2 n` for keys spread like timestamps.
+
+use crate::arena::Arena;
 
 /// A 32-byte blake3 digest.
 pub(crate) type Hash = [u8; 32];
@@ -16,6 +18,9 @@ pub(crate) type Key = [u8; 16];
 type Ref = u32;
 const LEAF: Ref = 1 << 31;
 const NONE: Ref = u32::MAX;
+
+/// Walks done in lockstep by [`Trie::closest_many`].
+const LANES: usize = 8;
 
 /// Bit `i` (0 = most significant) of `key`.
 pub(crate) fn bit(key: &Key, i: u8) -> usize {
@@ -57,47 +62,61 @@ pub(crate) fn with_bits(key: &Key, at: u8, width: u8, value: u8) -> Key {
     ((u128::from_be_bytes(*key) & !clear) | field).to_be_bytes()
 }
 
-/// The digest of an inner node.
+/// The blake3 key of inner-node digests; its last byte is replaced by the node's bit.
+const INNER_KEY: [u8; 32] = *b"weft-sync/2 inner node, bit #\0\0\0";
+
+/// The digest of an inner node: blake3 keyed by [`INNER_KEY`] with the bit in its last byte,
+/// over the two child digests. 64 bytes of input are a single compression (twice as cheap as
+/// hashing a bit and two digests in plain mode), and the keyed mode keeps inner digests apart
+/// from leaf digests, which are plain blake3 of an op's bytes.
 fn inner_digest(bit: u8, left: &Hash, right: &Hash) -> Hash {
-    // One call on a buffer on the stack: cheaper than a `Hasher` for 66 bytes.
-    let mut buf = [0u8; 66];
-    buf[0] = 1;
-    buf[1] = bit;
-    buf[2..34].copy_from_slice(left);
-    buf[34..].copy_from_slice(right);
-    *blake3::hash(&buf).as_bytes()
+    let mut key = INNER_KEY;
+    key[31] = bit;
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(left);
+    buf[32..].copy_from_slice(right);
+    *blake3::keyed_hash(&key, &buf).as_bytes()
 }
 
-#[derive(Clone, Debug)]
-struct Leaf {
-    key: Key,
-    digest: Hash,
-}
-
-#[derive(Clone, Debug)]
-struct Inner {
-    digest: Hash,
-    count: u64,
-    /// A leaf below, whose key carries the shared prefix.
-    any_leaf: u32,
+/// The part of an inner node that a walk down reads: 12 bytes, so that the nodes of a large
+/// trie stay in cache where a walk touches one per level.
+#[derive(Clone, Copy, Debug)]
+struct Node {
     children: [Ref; 2],
     bit: u8,
+    /// The digest and count in [`Summary`] are out of date.
     dirty: bool,
 }
 
-/// The trie. Nodes live in two arenas; nothing is ever removed (the log only grows).
+/// The part of an inner node that only digest and count queries read.
+#[derive(Clone, Copy, Debug)]
+struct Summary {
+    digest: Hash,
+    /// Keys below (at most 2^31).
+    count: u32,
+    /// A leaf below, whose key carries the shared prefix.
+    any_leaf: u32,
+}
+
+/// The trie. Leaves and inner nodes live in parallel arenas (keys apart from digests, walk
+/// data apart from summaries) that grow by chunks, so inserting never copies the trie;
+/// nothing is ever removed (the log only grows).
 #[derive(Clone, Debug)]
 pub(crate) struct Trie {
-    leaves: Vec<Leaf>,
-    inner: Vec<Inner>,
+    keys: Arena<Key>,
+    leaf_digests: Arena<Hash>,
+    nodes: Arena<Node>,
+    sums: Arena<Summary>,
     root: Ref,
 }
 
 impl Default for Trie {
     fn default() -> Self {
         Self {
-            leaves: Vec::new(),
-            inner: Vec::new(),
+            keys: Arena::default(),
+            leaf_digests: Arena::default(),
+            nodes: Arena::default(),
+            sums: Arena::default(),
             root: NONE,
         }
     }
@@ -106,22 +125,22 @@ impl Default for Trie {
 impl Trie {
     /// Keys held.
     pub(crate) fn len(&self) -> u64 {
-        self.leaves.len() as u64
+        self.keys.len() as u64
     }
 
     fn key_of(&self, r: Ref) -> &Key {
         if r & LEAF != 0 {
-            &self.leaves[(r & !LEAF) as usize].key
+            &self.keys[(r & !LEAF) as usize]
         } else {
-            &self.leaves[self.inner[r as usize].any_leaf as usize].key
+            &self.keys[self.sums[r as usize].any_leaf as usize]
         }
     }
 
     fn digest_of(&self, r: Ref) -> &Hash {
         if r & LEAF != 0 {
-            &self.leaves[(r & !LEAF) as usize].digest
+            &self.leaf_digests[(r & !LEAF) as usize]
         } else {
-            &self.inner[r as usize].digest
+            &self.sums[r as usize].digest
         }
     }
 
@@ -129,55 +148,136 @@ impl Trie {
         if r & LEAF != 0 {
             1
         } else {
-            self.inner[r as usize].count
+            u64::from(self.sums[r as usize].count)
         }
+    }
+
+    /// The leaf a walk down after `key` ends at (the trie is not empty).
+    fn closest(&self, key: &Key) -> Ref {
+        let mut r = self.root;
+        while r & LEAF == 0 {
+            let n = &self.nodes[r as usize];
+            r = n.children[bit(key, n.bit)];
+        }
+        r
+    }
+
+    /// For each of `keys`, the leaf a walk down ends at (the trie is not empty). Walks
+    /// [`LANES`] keys in lockstep so that their loads, each one level down a different path,
+    /// overlap instead of waiting on each other: a walk is a chain of dependent loads, most of
+    /// them cache misses in a large trie.
+    fn closest_many(&self, keys: &[Key]) -> Vec<Ref> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(LANES) {
+            let mut refs = [self.root; LANES];
+            let refs = &mut refs[..chunk.len()];
+            loop {
+                let mut active = false;
+                for (r, key) in refs.iter_mut().zip(chunk) {
+                    if *r & LEAF == 0 {
+                        let n = &self.nodes[*r as usize];
+                        *r = n.children[bit(key, n.bit)];
+                        active = true;
+                    }
+                }
+                if !active {
+                    break;
+                }
+            }
+            out.extend_from_slice(refs);
+        }
+        out
     }
 
     /// Whether `key` is held.
     pub(crate) fn contains(&self, key: &Key) -> bool {
-        let mut r = self.root;
-        if r == NONE {
-            return false;
+        self.root != NONE && self.key_of(self.closest(key)) == key
+    }
+
+    /// Whether each of `keys` is held, as [`Trie::contains`] but with the walks overlapped.
+    pub(crate) fn contains_many(&self, keys: &[Key]) -> Vec<bool> {
+        if self.root == NONE {
+            return vec![false; keys.len()];
         }
-        while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
-            r = n.children[bit(key, n.bit)];
-        }
-        self.key_of(r) == key
+        self.closest_many(keys)
+            .into_iter()
+            .zip(keys)
+            .map(|(r, k)| self.key_of(r) == k)
+            .collect()
     }
 
     /// Inserts `key` with its leaf digest. Returns false if it was already there. With
     /// `eager`, the digests on the path are recomputed at once (O(depth) hashes); otherwise
     /// they are marked dirty for [`Trie::refresh`].
     pub(crate) fn insert(&mut self, key: Key, digest: Hash, eager: bool) -> bool {
-        let leaf_index = u32::try_from(self.leaves.len()).expect("fewer than 2^31 ops a trie");
-        assert!(leaf_index < LEAF, "fewer than 2^31 ops a trie");
         if self.root == NONE {
-            self.leaves.push(Leaf { key, digest });
-            self.root = leaf_index | LEAF;
+            self.push_first(key, digest);
             return true;
         }
         // Find the closest key, then where the new inner node goes.
-        let mut r = self.root;
-        while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
-            r = n.children[bit(&key, n.bit)];
-        }
-        let Some(crit) = crit_bit(&key, self.key_of(r)) else {
+        let Some(crit) = crit_bit(&key, self.key_of(self.closest(&key))) else {
             return false;
         };
-        // The key is new: every node on the way down gains it. The path (at most 128 nodes,
-        // one per bit) is kept on the stack for an eager recompute.
+        self.insert_at(key, digest, crit, eager);
+        true
+    }
+
+    /// Inserts a batch, as [`Trie::insert`] without `eager` (dirty paths, for
+    /// [`Trie::refresh`]): `entries` must be sorted by key without duplicates. Every walk to a
+    /// closest key is done first, overlapped ([`Trie::closest_many`]), on the trie as it was;
+    /// a key's split point in the growing trie is then the later of its split from that
+    /// closest key and from the batch key inserted just before it (keys are sorted, so that
+    /// one shares the longest prefix with it among the batch's). Calls `new` on each key that
+    /// was not held.
+    pub(crate) fn insert_sorted(&mut self, entries: &[(Key, Hash)], mut new: impl FnMut(&Key)) {
+        let mut rest = entries;
+        if self.root == NONE {
+            let Some(((key, digest), tail)) = entries.split_first() else {
+                return;
+            };
+            self.push_first(*key, *digest);
+            new(key);
+            rest = tail;
+        }
+        let keys: Vec<Key> = rest.iter().map(|e| e.0).collect();
+        let closest = self.closest_many(&keys);
+        let mut prev: Option<Key> = (rest.len() < entries.len()).then(|| entries[0].0);
+        for ((key, digest), r) in rest.iter().zip(closest) {
+            let Some(mut crit) = crit_bit(key, self.key_of(r)) else {
+                continue; // held before the batch
+            };
+            if let Some(c) = prev.as_ref().and_then(|p| crit_bit(key, p)) {
+                crit = crit.max(c);
+            }
+            self.insert_at(*key, *digest, crit, false);
+            new(key);
+            prev = Some(*key);
+        }
+    }
+
+    /// The first key of an empty trie.
+    fn push_first(&mut self, key: Key, digest: Hash) {
+        self.keys.push(key);
+        self.leaf_digests.push(digest);
+        self.root = LEAF;
+    }
+
+    /// Inserts `key`, which is not held and first differs from the keys it would sit beside at
+    /// bit `crit`, under a new inner node at that bit.
+    fn insert_at(&mut self, key: Key, digest: Hash, crit: u8, eager: bool) {
+        let leaf_index = u32::try_from(self.keys.len()).expect("fewer than 2^31 ops a trie");
+        assert!(leaf_index < LEAF, "fewer than 2^31 ops a trie");
+        // Every node on the way down gains the key. The path (at most 128 nodes, one per bit)
+        // is kept on the stack for an eager recompute.
         let mut path = [0u32; 128];
         let mut depth = 0;
         let mut parent_slot: Option<(u32, usize)> = None;
         let mut r = self.root;
         while r & LEAF == 0 {
-            let n = &mut self.inner[r as usize];
+            let n = &mut self.nodes[r as usize];
             if n.bit > crit {
                 break;
             }
-            n.count += 1;
             n.dirty = true;
             if let Some(p) = path.get_mut(depth) {
                 *p = r;
@@ -187,23 +287,26 @@ impl Trie {
             parent_slot = Some((r, side));
             r = n.children[side];
         }
-        self.leaves.push(Leaf { key, digest });
+        self.keys.push(key);
+        self.leaf_digests.push(digest);
         let new_leaf = leaf_index | LEAF;
         let side = bit(&key, crit);
         let mut children = [r, r];
         children[side] = new_leaf;
-        let new_inner = u32::try_from(self.inner.len()).expect("fewer than 2^31 inner nodes");
-        self.inner.push(Inner {
-            digest: [0; 32],
-            count: self.count_of(r) + 1,
-            any_leaf: leaf_index,
+        let new_inner = u32::try_from(self.nodes.len()).expect("fewer than 2^31 inner nodes");
+        self.nodes.push(Node {
             children,
             bit: crit,
             dirty: true,
         });
+        self.sums.push(Summary {
+            digest: [0; 32],
+            count: 0,
+            any_leaf: leaf_index,
+        });
         match parent_slot {
             None => self.root = new_inner,
-            Some((p, s)) => self.inner[p as usize].children[s] = new_inner,
+            Some((p, s)) => self.nodes[p as usize].children[s] = new_inner,
         }
         if eager {
             self.recompute(new_inner);
@@ -211,19 +314,19 @@ impl Trie {
                 self.recompute(p);
             }
         }
-        true
     }
 
+    /// Brings the digest and count of inner node `i` up to date from its children's.
     fn recompute(&mut self, i: u32) {
-        let n = &self.inner[i as usize];
-        let d = inner_digest(
-            n.bit,
-            self.digest_of(n.children[0]),
-            self.digest_of(n.children[1]),
-        );
-        let n = &mut self.inner[i as usize];
-        n.digest = d;
-        n.dirty = false;
+        let n = self.nodes[i as usize];
+        let [a, b] = n.children;
+        let d = inner_digest(n.bit, self.digest_of(a), self.digest_of(b));
+        // Both counts are below 2^31 (the leaf arena's bound), so the sum fits.
+        let count = (self.count_of(a) + self.count_of(b)) as u32;
+        let s = &mut self.sums[i as usize];
+        s.digest = d;
+        s.count = count;
+        self.nodes[i as usize].dirty = false;
     }
 
     /// Recomputes every dirty digest (after lazy inserts).
@@ -234,10 +337,10 @@ impl Trie {
     }
 
     fn refresh_node(&mut self, i: u32) {
-        if !self.inner[i as usize].dirty {
+        if !self.nodes[i as usize].dirty {
             return;
         }
-        for c in self.inner[i as usize].children {
+        for c in self.nodes[i as usize].children {
             if c & LEAF == 0 {
                 self.refresh_node(c);
             }
@@ -262,7 +365,7 @@ impl Trie {
     pub(crate) fn range_shape(&self, prefix: &Key, bits: u8) -> Option<(Key, u8, u64)> {
         let r = self.subtree(prefix, bits)?;
         let crit = if r & LEAF == 0 {
-            self.inner[r as usize].bit
+            self.nodes[r as usize].bit
         } else {
             128
         };
@@ -277,7 +380,7 @@ impl Trie {
             return None;
         }
         while r & LEAF == 0 {
-            let n = &self.inner[r as usize];
+            let n = &self.nodes[r as usize];
             if n.bit >= bits {
                 break;
             }
@@ -303,7 +406,7 @@ impl Trie {
             return None;
         }
         // A leaf has a count of 1, so only inner nodes get here.
-        let n = &self.inner[r as usize];
+        let n = &self.nodes[r as usize];
         let split = excluded.partition_point(|k| bit(k, n.bit) == 0);
         let (l, rr) = excluded.split_at(split);
         match (
@@ -325,13 +428,14 @@ impl Trie {
         let mut stack: Vec<(Ref, bool)> = vec![(self.root, false)];
         while let Some((r, free)) = stack.pop() {
             if r & LEAF != 0 {
-                let leaf = &self.leaves[(r & !LEAF) as usize];
-                if (free || leaf.key >= *start) && !f(&leaf.key, &leaf.digest) {
+                let i = (r & !LEAF) as usize;
+                let key = &self.keys[i];
+                if (free || *key >= *start) && !f(key, &self.leaf_digests[i]) {
                     return;
                 }
                 continue;
             }
-            let n = &self.inner[r as usize];
+            let n = &self.nodes[r as usize];
             let [left, right] = n.children;
             if free {
                 stack.push((right, true));
@@ -436,6 +540,70 @@ mod tests {
             }
         }
         assert_eq!(a.range_shape(&[0xff; 16], 8), None);
+    }
+
+    /// A key from a small space, so that keys share long prefixes and batch keys split
+    /// right beside each other and beside held keys.
+    fn dense_key(x: u64) -> Key {
+        let mut k = [0; 16];
+        k[6..8].copy_from_slice(&((x >> 4) as u16).to_be_bytes());
+        k[15] = (x & 0xf) as u8;
+        k
+    }
+
+    #[test]
+    fn sorted_batches_build_the_trie_that_single_inserts_build() {
+        for seed in 0..300u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = |bound: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % bound
+            };
+            let space = 8 + next(4000);
+            let mut batched = Trie::default();
+            let mut single = Trie::default();
+            let mut held = std::collections::BTreeSet::new();
+            for _round in 0..1 + next(6) {
+                let mut batch: Vec<(Key, Hash)> = (0..next(200))
+                    .map(|_| {
+                        let k = dense_key(next(space));
+                        (k, digest(&k))
+                    })
+                    .collect();
+                batch.sort();
+                batch.dedup();
+                let mut fresh = Vec::new();
+                batched.insert_sorted(&batch, |k| fresh.push(*k));
+                batched.refresh();
+                let mut want = Vec::new();
+                for (k, d) in &batch {
+                    if single.insert(*k, *d, true) {
+                        want.push(*k);
+                    }
+                    held.insert(*k);
+                }
+                assert_eq!(fresh, want, "seed {seed}: keys reported new");
+                assert_eq!(batched.root(), single.root(), "seed {seed}: roots");
+                assert_eq!(batched.len(), held.len() as u64, "seed {seed}");
+                for bits in [0u8, 50, 54, 58, 62, 124, 128] {
+                    let p = dense_key(next(space));
+                    assert_eq!(
+                        batched.range(&p, bits),
+                        single.range(&p, bits),
+                        "seed {seed}: range {bits}"
+                    );
+                }
+                let probe: Vec<Key> = (0..64).map(|_| dense_key(next(space + 50))).collect();
+                let many = batched.contains_many(&probe);
+                for (k, got) in probe.iter().zip(many) {
+                    assert_eq!(got, held.contains(k), "seed {seed}: contains_many");
+                    assert_eq!(batched.contains(k), got, "seed {seed}: contains");
+                }
+            }
+        }
+        assert_eq!(Trie::default().contains_many(&[[0; 16]]), [false]);
     }
 
     #[test]

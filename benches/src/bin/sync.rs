@@ -10,10 +10,10 @@
 //! is the CPU time (this thread's, from `/proc/thread-self/schedstat`, so other load on the
 //! machine does not count; wall time elsewhere) spent in both sessions and in indexing the
 //! received ops; storing them is the application's and is reported apart as `store_ms`
-//! (building the logs and indexes beforehand is not counted). `send_ms`, `receive_ms` and
+//! (building the logs and indexes beforehand is not counted). `wall_ms` is the wall time of the same work (storing excluded). `send_ms`, `receive_ms` and
 //! `index_ms` split `cpu_ms` into `poll_transmit`, `handle_message` and `Index::insert_ops`
-//! (thread CPU time, tick-coarse: 0 for short runs). `--scenario NAME` runs one; the
-//! environment variable `SYNC_REPEAT=N` runs each scenario N times (for a profiler).
+//! (thread CPU time, tick-coarse: 0 for short runs). `--scenario NAME` runs one scenario and
+//! `--system NAME` one of the two weft systems; the environment variable `SYNC_REPEAT=N` runs each scenario N times (for a profiler).
 //! Each scenario runs twice: `weft` (the default config: the sketch, falling back to the
 //! descent) and `weft-descent` (`Reconcile::Descent`, range digests only; `--width B` splits
 //! each differing range into `2^B` sub-ranges per message, default 4).
@@ -342,7 +342,14 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
         let mut partial_log = MemoryStorage::new();
         partial_log.append(&partial).expect("append");
         let partial_index = Index::from_ops(&partial);
+        let only_system = args
+            .iter()
+            .position(|a| a == "--system")
+            .and_then(|i| args.get(i + 1));
         for (system, config) in &systems {
+            if only_system.is_some_and(|o| o != system) {
+                continue;
+            }
             // A short run is repeated and the best kept (see `cpu_figure`).
             let mut best: Option<Outcome> = None;
             for _ in 0..std::env::var("SYNC_REPEAT")
@@ -374,11 +381,12 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
             let overhead = out.wire_bytes.saturating_sub(payload);
             if json {
                 println!(
-                    "{{\"scenario\":\"{name}\",\"system\":\"{system}\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.1},\"rt_done\":{},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
+                    "{{\"scenario\":\"{name}\",\"system\":\"{system}\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.1},\"rt_done\":{},\"wall_ms\":{:.1},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
                     missing.len(),
                     out.round_trips,
                     out.cpu_ms,
                     out.rt_done,
+                    out.wall_ms,
                     out.store_ms,
                     out.split_ms[0],
                     out.split_ms[1],
