@@ -331,21 +331,40 @@ impl Trie {
 
     /// Recomputes every dirty digest (after lazy inserts).
     pub(crate) fn refresh(&mut self) {
-        if self.root != NONE && self.root & LEAF == 0 {
-            self.refresh_node(self.root);
-        }
-    }
-
-    fn refresh_node(&mut self, i: u32) {
-        if !self.nodes[i as usize].dirty {
+        if self.root == NONE || self.root & LEAF != 0 || !self.nodes[self.root as usize].dirty {
             return;
         }
-        for c in self.nodes[i as usize].children {
-            if c & LEAF == 0 {
-                self.refresh_node(c);
+        // The dirty nodes, children before parents (an explicit stack: depth can reach 128).
+        let mut order = Vec::new();
+        let mut stack = vec![(self.root, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if expanded {
+                order.push(i);
+                continue;
+            }
+            stack.push((i, true));
+            for c in self.nodes[i as usize].children {
+                if c & LEAF == 0 && self.nodes[c as usize].dirty {
+                    stack.push((c, false));
+                }
             }
         }
-        self.recompute(i);
+        // Each recompute reads a clean child's digest and writes its own summary, both
+        // usually cache misses after scattered inserts. Touching them all first, in a loop of
+        // independent loads, lets the misses overlap; the recomputes then find them cached.
+        let mut touched = 0u8;
+        for &i in &order {
+            touched ^= self.sums[i as usize].digest[0];
+            for c in self.nodes[i as usize].children {
+                if c & LEAF != 0 || !self.nodes[c as usize].dirty {
+                    touched ^= self.digest_of(c)[0];
+                }
+            }
+        }
+        std::hint::black_box(touched);
+        for i in order {
+            self.recompute(i);
+        }
     }
 
     /// The root digest and count, `None` when empty. Requires no dirty nodes.

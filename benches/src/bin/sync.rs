@@ -10,10 +10,12 @@
 //! is the CPU time (this thread's, from `/proc/thread-self/schedstat`, so other load on the
 //! machine does not count; wall time elsewhere) spent in both sessions and in indexing the
 //! received ops; storing them is the application's and is reported apart as `store_ms`
-//! (building the logs and indexes beforehand is not counted). `wall_ms` is the wall time of the same work (storing excluded). `send_ms`, `receive_ms` and
-//! `index_ms` split `cpu_ms` into `poll_transmit`, `handle_message` and `Index::insert_ops`
-//! (thread CPU time, tick-coarse: 0 for short runs). `--scenario NAME` runs one scenario and
-//! `--system NAME` one of the two weft systems; the environment variable `SYNC_REPEAT=N` runs each scenario N times (for a profiler).
+//! (building the logs and indexes beforehand is not counted). `wall_ms` is the wall time of
+//! the same work (storing excluded). `send_ms`, `receive_ms` and `index_ms` split `cpu_ms`
+//! into `poll_transmit`, `handle_message` and `Index::insert_ops` (thread CPU time,
+//! tick-coarse: 0 for short runs). `--scenario NAME` runs one scenario and `--system NAME` one
+//! of the two weft systems; the environment variable `SYNC_REPEAT=N` runs each scenario N
+//! times (for a profiler).
 //! Each scenario runs twice: `weft` (the default config: the sketch, falling back to the
 //! descent) and `weft-descent` (`Reconcile::Descent`, range digests only; `--width B` splits
 //! each differing range into `2^B` sub-ranges per message, default 4).
