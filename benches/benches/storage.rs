@@ -4,8 +4,10 @@
 //! a time; then the time to open a store of 1,000,000 ops. The two systems take turns in rounds
 //! so that both see the same machine load.
 //!
-//! `cargo bench -p benches --bench storage [-- --ops N --dir PATH]`. With `--test` (cargo's
-//! smoke mode) every size shrinks. Files go to `--dir` (default: the system temp dir), which
+//! `cargo bench -p benches --bench storage [-- --ops N --dir PATH --long]`. With `--test`
+//! (cargo's smoke mode) every size shrinks. `--long` runs 2,000 single-op and 1,000 100-op
+//! commits in 20 rounds: past SQLite's first WAL growth, where it commits faster than in the
+//! default run. Files go to `--dir` (default: the system temp dir), which
 //! should be on the disk you care about: on tmpfs an fsync costs nothing.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,9 @@ use rand::SeedableRng;
 
 struct Args {
     test: bool,
+    /// `--long`: four times the single-op and five times the 100-op commits, in 20 rounds,
+    /// so that both stores reach their steady state (SQLite's WAL reused in place).
+    long: bool,
     open_ops: u64,
     dir: PathBuf,
 }
@@ -29,6 +34,7 @@ fn parse_args() -> Args {
     let test = args.iter().any(|a| a == "--test");
     let mut parsed = Args {
         test,
+        long: args.iter().any(|a| a == "--long"),
         open_ops: if test { 20_000 } else { 1_000_000 },
         dir: std::env::temp_dir(),
     };
@@ -148,6 +154,12 @@ fn commit_rows(args: &Args, scratch: &Scratch) -> Vec<Row> {
             ("100 ops per commit", 100, 5),
             ("10,000 ops per commit", 10_000, 1),
         ]
+    } else if args.long {
+        [
+            ("1 op per commit", 1, 2_000),
+            ("100 ops per commit", 100, 1_000),
+            ("10,000 ops per commit", 10_000, 20),
+        ]
     } else {
         [
             ("1 op per commit", 1, 500),
@@ -157,7 +169,7 @@ fn commit_rows(args: &Args, scratch: &Scratch) -> Vec<Row> {
     };
     // The machine may be shared: weft and SQLite take turns, in rounds, on the same stores,
     // so that both see the same load; each row sums its rounds.
-    const ROUNDS: u64 = 4;
+    let rounds: u64 = if args.long { 20 } else { 4 };
     let mut rows = Vec::new();
     for (label, batch, commits) in shapes {
         let batches: Vec<Vec<Op>> = (0..commits)
@@ -166,7 +178,7 @@ fn commit_rows(args: &Args, scratch: &Scratch) -> Vec<Row> {
         let mut store = RedbStorage::open(scratch.fresh("commits.redb")).expect("redb opens");
         let mut conn = sqlite(&scratch.fresh("commits.sqlite"));
         let (mut weft, mut sqlite) = (Duration::ZERO, Duration::ZERO);
-        let per_round = batches.len().div_ceil(ROUNDS as usize);
+        let per_round = batches.len().div_ceil(rounds as usize);
         for round in batches.chunks(per_round) {
             weft += timed(|| {
                 for b in round {
