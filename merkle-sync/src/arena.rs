@@ -25,12 +25,14 @@ impl<T> Default for Arena<T> {
 
 impl<T: Clone> Clone for Arena<T> {
     fn clone(&self) -> Self {
-        // Each chunk keeps its full capacity, so the clone grows as cheaply as the original.
+        // Chunks after the first keep their full capacity, so the clone grows as cheaply as
+        // the original.
         let chunks = self
             .chunks
             .iter()
-            .map(|c| {
-                let mut v = Vec::with_capacity(CHUNK);
+            .enumerate()
+            .map(|(i, c)| {
+                let mut v = Vec::with_capacity(if i == 0 { c.len() } else { CHUNK });
                 v.extend_from_slice(c);
                 v
             })
@@ -53,7 +55,13 @@ impl<T> Arena<T> {
         match self.chunks.last_mut() {
             Some(c) if c.len() < CHUNK => c.push(value),
             _ => {
-                let mut c = Vec::with_capacity(CHUNK);
+                // The first chunk grows like a `Vec` (so a small trie stays small); later ones
+                // are allocated whole, so that growth copies at most one chunk, once.
+                let mut c = if self.chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(CHUNK)
+                };
                 c.push(value);
                 self.chunks.push(c);
             }
@@ -97,6 +105,12 @@ mod tests {
         b.push(99);
         assert_eq!((b.len(), b[n], b[CHUNK + 1]), (n + 1, 99, 7));
         assert_eq!(a.len(), n);
-        assert!(b.chunks.iter().all(|c| c.capacity() == CHUNK));
+        assert!(b.chunks.iter().skip(1).all(|c| c.capacity() == CHUNK));
+        let mut small = Arena::default();
+        small.push(1u64);
+        assert!(
+            small.chunks[0].capacity() < CHUNK,
+            "a small arena stays small"
+        );
     }
 }

@@ -92,7 +92,7 @@ const SMALL_CACHED_SYMBOLS: usize = 1 << 10;
 /// The symbols cached for a collection of `n` ops: `n / 16` rounded up to a power of two,
 /// between 64 and 1024, below [`FULL_CACHE_AT`] ops, and the full 32768 from there on. A
 /// change of target rebuilds the cache from every key, so the target grows in few steps: the
-/// rebuilds of a collection that grows to `n` ops cost about one pass over 16,384 keys,
+/// rebuilds of a collection that grows to `n` ops cost about two passes over 16,384 keys,
 /// rather than a pass over `n / 2` keys at every doubling.
 fn cache_target(n: u64) -> usize {
     if n >= FULL_CACHE_AT {
@@ -226,7 +226,8 @@ impl Index {
         }
         let mut added = 0;
         for (collection, mut batch) in batches {
-            batch.sort_unstable_by_key(|a| a.0);
+            // Stable, so that of an id given twice the first digest wins, as in `insert`.
+            batch.sort_by_key(|a| a.0);
             batch.dedup_by(|a, b| a.0 == b.0);
             let c = self.collection_mut(collection);
             // The sketch is kept up to date op by op only if it will still be big enough

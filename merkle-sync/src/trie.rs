@@ -207,8 +207,8 @@ impl Trie {
     }
 
     /// Inserts `key` with its leaf digest. Returns false if it was already there. With
-    /// `eager`, the digests on the path are recomputed at once (O(depth) hashes); otherwise
-    /// they are marked dirty for [`Trie::refresh`].
+    /// `eager`, the digests and counts on the path are recomputed at once (O(depth) hashes);
+    /// otherwise they are marked dirty, and stale until [`Trie::refresh`].
     pub(crate) fn insert(&mut self, key: Key, digest: Hash, eager: bool) -> bool {
         if self.root == NONE {
             self.push_first(key, digest);
@@ -230,6 +230,10 @@ impl Trie {
     /// one shares the longest prefix with it among the batch's). Calls `new` on each key that
     /// was not held.
     pub(crate) fn insert_sorted(&mut self, entries: &[(Key, Hash)], mut new: impl FnMut(&Key)) {
+        debug_assert!(
+            entries.windows(2).all(|w| w[0].0 < w[1].0),
+            "insert_sorted takes sorted keys without duplicates"
+        );
         let mut rest = entries;
         if self.root == NONE {
             let Some(((key, digest), tail)) = entries.split_first() else {

@@ -16,7 +16,13 @@
 //! read as zeros: everything at or above the mark lies in space redb added and has not
 //! written, because every write redb makes first moves the mark past its own end. So at every
 //! instant, whichever of the zero writes reached the disk, the file holds exactly the bytes
-//! it would hold without the wrapper.
+//! it would hold without the wrapper. (On a power cut this also assumes the filesystem writes
+//! a block's data before it commits the block's allocation, as ext4's default `data=ordered`
+//! does; redb's own writes into holes rely on the same.)
+//!
+//! The fill mark lives in this process: the wrapper requires that no other process writes the
+//! file, which holds because the store opens redb in its default single-writer mode, with the
+//! file locked. A multi-writer mode would have to go without the wrapper.
 
 use std::io;
 use std::ops::Bound;
@@ -90,19 +96,38 @@ impl<B: StorageBackend> StorageBackend for ZeroFill<B> {
                 .min(file_len);
             let zeros = vec![0; ZEROS];
             let mut at = *filled;
+            let mut whole = true;
             while at < target {
                 // Skip the bytes this write covers anyway.
                 if at >= offset && at < end {
                     at = end;
                     continue;
                 }
-                let stop = if at < offset { offset } else { target };
+                let stop = if at < offset {
+                    offset.min(target)
+                } else {
+                    target
+                };
                 let n = usize::try_from(stop - at).unwrap_or(ZEROS).min(ZEROS);
-                self.inner.write(at, zeros.get(..n).unwrap_or_default())?;
+                // The fill only saves later metadata commits: if it fails (a full disk, say),
+                // give up on it and let redb's own write decide. What was not filled is still
+                // a hole, which reads as zeros.
+                if self
+                    .inner
+                    .write(at, zeros.get(..n).unwrap_or_default())
+                    .is_err()
+                {
+                    whole = false;
+                    break;
+                }
                 at += n as u64;
             }
             self.inner.write(offset, data)?;
-            *filled = target.max(end);
+            *filled = if whole {
+                target.max(end)
+            } else {
+                (*filled).max(end)
+            };
             return Ok(());
         }
         self.inner.write(offset, data)
@@ -219,6 +244,47 @@ mod tests {
             let written = *wrapped.inner.written.lock().unwrap();
             assert!(written >= user_bytes, "seed {seed}");
         }
+    }
+
+    /// A backend on which every write of zeros fails, like a disk that is full for the fill.
+    #[derive(Debug, Default)]
+    struct RefusesZeros(InMemoryBackend);
+
+    impl StorageBackend for RefusesZeros {
+        fn len(&self) -> Result<u64, io::Error> {
+            self.0.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+            self.0.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), io::Error> {
+            self.0.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), io::Error> {
+            self.0.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+            if data.iter().all(|&b| b == 0) {
+                return Err(io::Error::other("no space for the fill"));
+            }
+            self.0.write(offset, data)
+        }
+    }
+
+    /// The fill is an optimization: when it fails, redb's write still goes through and the
+    /// file holds what it would without the wrapper.
+    #[test]
+    fn a_failing_fill_does_not_fail_the_write() {
+        let wrapped = ZeroFill::with_chunk(RefusesZeros::default(), CHUNK).unwrap();
+        wrapped.set_len(2 * CHUNK).unwrap();
+        wrapped.write(100, &[7; 10]).unwrap();
+        wrapped.write(CHUNK + 5, &[8; 3]).unwrap();
+        let bytes = contents(&wrapped);
+        assert_eq!(bytes.len() as u64, 2 * CHUNK);
+        assert!(bytes[..100].iter().all(|&b| b == 0));
+        assert_eq!(&bytes[100..110], &[7; 10]);
+        assert!(bytes[110..(CHUNK + 5) as usize].iter().all(|&b| b == 0));
+        assert_eq!(&bytes[(CHUNK + 5) as usize..(CHUNK + 8) as usize], &[8; 3]);
     }
 
     /// Space added by growing is filled, up to a chunk past the first write into it and never
