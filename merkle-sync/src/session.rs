@@ -285,8 +285,10 @@ impl Session {
         if mark == self.progress_mark {
             self.retries += 1;
         } else {
+            // Progress since the last timeout: the link works, so the timer starts over.
             self.retries = 1;
             self.progress_mark = mark;
+            self.backoff = self.config.retransmit_after.max(1);
         }
         if self.retries > self.config.max_retries {
             let e = SessionError::TimedOut(self.config.max_retries);
@@ -881,6 +883,9 @@ impl Session {
         if self.peer_root == Some(root) && self.state == State::Active {
             self.state = State::Synced;
             self.deadline = None;
+            // A completed round: a later one starts from the base delay, however long this
+            // one backed off.
+            self.backoff = self.config.retransmit_after.max(1);
             self.events.push_back(Event::Synced);
         }
     }

@@ -466,6 +466,32 @@ fn a_lost_announcement_after_syncing_is_retransmitted() {
     net.check(&scope, &[union.clone(), union]).unwrap();
 }
 
+/// The retransmit timer backs off while a link loses everything, and starts over once a round
+/// completes: a loss after a long outage is recovered at the base delay, not the backed-off one.
+#[test]
+fn the_retransmit_backoff_starts_over_after_a_completed_round() {
+    let (mut net, _, scope) = pair(ops(0..10), ops(0..5));
+    // Seven seconds of total loss: timeouts at 1, 3 and 7 s back the timer off to 8 s.
+    net.partition_until = 7_000;
+    net.run(100_000).unwrap();
+    let union: BTreeSet<OpId> = net.nodes[0].log.keys().copied().collect();
+    net.check(&scope, &[union.clone(), union]).unwrap();
+    // Then one Status is lost, as in the test above.
+    let extra = op("a", 5000, 9, 40);
+    net.nodes[0].index.insert_op(&extra);
+    net.nodes[0].log.insert(extra.id, extra.clone());
+    let start = net.now;
+    net.partition_until = net.now + 1;
+    net.run(100_000).unwrap();
+    let union: BTreeSet<OpId> = net.nodes[0].log.keys().copied().collect();
+    net.check(&scope, &[union.clone(), union]).unwrap();
+    let took = net.now - start;
+    assert!(
+        took <= 2 * Config::default().retransmit_after,
+        "recovered after {took} ms: the backed-off timer was kept"
+    );
+}
+
 fn session_pair(a: &Index, b: &Index, scope: &Scope) -> (Session, Session) {
     (
         Session::new(0, scope.clone(), Config::default(), a),
