@@ -58,13 +58,14 @@ fn crash_child() {
     }
 }
 
-/// One cycle: start the child, kill it after `delay_ms`, reopen, check. Returns the number of
-/// acknowledged records of this cycle.
-fn cycle(path: &std::path::Path, n: u64, delay_ms: u64) -> usize {
+/// Runs the test `child` of this binary (which does nothing without `env_key`) in a child
+/// process with `env_key=env_value`, SIGKILLs it after `delay_ms`, and returns what followed
+/// `ACK ` on each line it printed.
+fn run_and_kill(child: &str, env_key: &str, env_value: &str, delay_ms: u64) -> Vec<String> {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{}|{n}", path.display()))
+        .args([child, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env_key, env_value)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -80,7 +81,18 @@ fn cycle(path: &std::path::Path, n: u64, delay_ms: u64) -> usize {
     std::thread::sleep(Duration::from_millis(delay_ms));
     child.kill().expect("SIGKILL the child");
     let _ = child.wait();
-    let acked = reader.join().expect("reader");
+    reader.join().expect("reader")
+}
+
+/// One cycle: start the child, kill it after `delay_ms`, reopen, check. Returns the number of
+/// acknowledged records of this cycle.
+fn cycle(path: &std::path::Path, n: u64, delay_ms: u64) -> usize {
+    let acked = run_and_kill(
+        "crash_child",
+        CHILD_ENV,
+        &format!("{}|{n}", path.display()),
+        delay_ms,
+    );
 
     let clock = ManualClock::new(START_MS);
     let mut rng = StdRng::seed_from_u64(0);
@@ -143,31 +155,16 @@ fn growing_cycles(count: u64, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut total = 0;
     for n in 0..count {
-        let exe = std::env::current_exe().expect("test binary");
-        let mut child = Command::new(exe)
-            .args([
-                "crash_grow_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(GROW_ENV, &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the child");
-        let stdout = child.stdout.take().expect("piped");
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| l.strip_prefix("ACK ").and_then(|k| k.parse::<u64>().ok()))
-                .collect::<Vec<u64>>()
-        });
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
-        child.kill().expect("SIGKILL the child");
-        let _ = child.wait();
-        let acked = reader.join().expect("reader");
+        let path_text = path.display().to_string();
+        let acked: Vec<u64> = run_and_kill(
+            "crash_grow_child",
+            GROW_ENV,
+            &path_text,
+            rng.random_range(20..400),
+        )
+        .iter()
+        .filter_map(|k| k.parse().ok())
+        .collect();
         let store = RedbStorage::open(&path)
             .unwrap_or_else(|e| panic!("cycle {n}: the store does not open after the kill: {e}"));
         for &first in &acked {
