@@ -32,7 +32,23 @@ impl fmt::Debug for Digest {
 /// The digest of one op: blake3 of its encoding ([`crdt_core::codec::encode_op`]), which
 /// covers its id, so it is also the op's leaf digest in the index.
 pub fn op_digest(op: &Op) -> Digest {
-    Digest(*blake3::hash(&crdt_core::codec::encode_op(op)).as_bytes())
+    digest_with(op, &mut Vec::new())
+}
+
+/// [`op_digest`], encoding into `buf` (cleared first), so that a batch needs one buffer.
+fn digest_with(op: &Op, buf: &mut Vec<u8>) -> Digest {
+    buf.clear();
+    crdt_core::codec::encode_op_into(op, buf);
+    Digest(*blake3::hash(buf).as_bytes())
+}
+
+/// Each op with its collection, id and digest, for [`Index::extend`], through one buffer.
+fn digested<'a>(
+    ops: impl IntoIterator<Item = &'a Op>,
+) -> impl Iterator<Item = (&'a str, OpId, Digest)> {
+    let mut buf = Vec::with_capacity(256);
+    ops.into_iter()
+        .map(move |op| (op.collection.as_str(), op.id, digest_with(op, &mut buf)))
 }
 
 /// The collections a session may exchange: nothing outside is offered, not even an id or a
@@ -171,10 +187,7 @@ impl Index {
     /// Indexes every op `ops` yields (for instance a store's scan), in bulk.
     pub fn from_ops<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Self {
         let mut index = Self::new();
-        index.extend(
-            ops.into_iter()
-                .map(|op| (op.collection.as_str(), op.id, op_digest(op))),
-        );
+        index.extend(digested(ops));
         index
     }
 
@@ -260,17 +273,7 @@ impl Index {
     /// Indexes a batch of stored ops (an [`Event::Ops`](crate::Event::Ops) once applied), as
     /// [`Index::extend`] does. Returns how many were new.
     pub fn insert_ops(&mut self, ops: &[Op]) -> u64 {
-        // One encoding buffer for the whole batch: `op_digest` with no allocation per op.
-        let mut buf = Vec::with_capacity(256);
-        self.extend(ops.iter().map(|op| {
-            buf.clear();
-            crdt_core::codec::encode_op_into(op, &mut buf);
-            (
-                op.collection.as_str(),
-                op.id,
-                Digest(*blake3::hash(&buf).as_bytes()),
-            )
-        }))
+        self.extend(digested(ops))
     }
 
     fn collection_mut(&mut self, collection: &str) -> &mut CollectionIndex {
