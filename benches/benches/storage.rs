@@ -96,7 +96,7 @@ impl Scratch {
 
     fn fresh(&self, name: &str) -> PathBuf {
         let p = self.0.join(name);
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", "-log"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
         }
         p

@@ -368,7 +368,7 @@ fn a_foreign_file_is_refused_with_a_clear_error() {
     let err = RedbStorage::open(&future).unwrap_err();
     assert!(
         err.to_string()
-            .contains("format version 1; this build reads version 2"),
+            .contains("format version 1; this build reads versions 2 and 3"),
         "{err}"
     );
 
@@ -442,11 +442,16 @@ fn a_new_store_is_created_whole_or_not_at_all() {
         store.append(&ops(100, 1, 3)).unwrap();
     }
     assert!(!creating.exists(), "the temporary file is gone");
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["s.redb"]);
+    names.sort();
+    assert_eq!(
+        names,
+        ["s.redb", "s.redb-log"],
+        "the store and its commit log"
+    );
     assert_eq!(RedbStorage::open(&path).unwrap().len().unwrap(), 3);
 }
 

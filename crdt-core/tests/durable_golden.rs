@@ -1,10 +1,12 @@
 //! Golden fixtures of the disk format (`docs/wire-format.md`, "Disk format of the redb store").
 //!
 //! redb files are not byte-for-byte deterministic (page placement, free space), so the format
-//! is pinned twice: `durable_fixtures/store-v2.dump` is the logical content, every table's keys
-//! and values as the bytes redb stores, of a store built here from fixed ops; and
-//! `durable_fixtures/store-v2.redb` is a file written by this version, which must open and read
-//! back the same content. A change to either is a format decision: make it deliberately, with
+//! is pinned twice: `durable_fixtures/store-v3.dump` is the logical content, every table's keys
+//! and values as the bytes redb stores, of a store built here from fixed ops (and closed, so
+//! its commit log is folded in; the random store id is masked); and
+//! `durable_fixtures/store-v3.redb` is a file written by this version, which must open and read
+//! back the same content. `store-v2.redb`, written by format 2 (before the commit log), must
+//! open too: it is upgraded in place. A change to either is a format decision: make it deliberately, with
 //! the format version and the wire-format document changed alongside, and regenerate with
 //! `WEFT_BLESS=1 cargo test -p crdt-core --test durable_golden` (the repository ignores
 //! `*.redb`: add the regenerated file with `git add -f`).
@@ -121,7 +123,12 @@ fn dump(path: &Path) -> String {
             let (k, v) = entry.expect("entry");
             let (key, value) = (k.value(), v.value());
             let (key, value) = (K::as_bytes(&key), V::as_bytes(&value));
-            let _ = writeln!(out, "  {} = {}", hex(key.as_ref()), hex(value.as_ref()));
+            let value = if key.as_ref() == b"store_id" {
+                format!("({} random bytes)", value.as_ref().len())
+            } else {
+                hex(value.as_ref())
+            };
+            let _ = writeln!(out, "  {} = {value}", hex(key.as_ref()));
         }
     }
     let db = redb::Database::open(path).expect("redb opens");
@@ -152,11 +159,11 @@ fn the_logical_content_is_pinned() {
     let path = dir.file("store.redb");
     build(&path);
     let got = dump(&path);
-    let pinned = fixture("store-v2.dump");
+    let pinned = fixture("store-v3.dump");
     if blessing() {
         std::fs::create_dir_all(pinned.parent().unwrap()).unwrap();
         std::fs::write(&pinned, &got).unwrap();
-        std::fs::copy(&path, fixture("store-v2.redb")).unwrap();
+        std::fs::copy(&path, fixture("store-v3.redb")).unwrap();
         return;
     }
     let want =
@@ -173,10 +180,43 @@ fn a_file_written_by_this_version_opens_and_reads() {
     if blessing() {
         return;
     }
+    opens_and_reads("store-v3.redb");
+}
+
+/// A format-2 file (no commit log, no store id) opens, reads the same, and is upgraded: it
+/// then holds format 3's marker and a store id, and takes commits through the log.
+#[test]
+fn a_file_of_format_2_is_upgraded() {
+    if blessing() {
+        return;
+    }
+    let dir = opens_and_reads("store-v2.redb");
+    let path = dir.file("store.redb");
+    let dump = dump(&path);
+    assert!(
+        dump.contains("666f726d6174 = 776566742d73746f72650003"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("73746f72655f6964 = (16 random bytes)"),
+        "{dump}"
+    );
+    let mut store = RedbStorage::open(&path).unwrap();
+    store.append(&[at(60, REPLICA)]).unwrap();
+    drop(store);
+    assert_eq!(
+        RedbStorage::open(&path).unwrap().len().unwrap(),
+        appended().len() as u64 + 1
+    );
+}
+
+/// Opens a copy of the fixture `name` and checks it reads back what `build` wrote; returns the
+/// directory holding the copy (`store.redb`).
+fn opens_and_reads(name: &str) -> TempDir {
     let dir = TempDir::new("golden-open");
     let path = dir.file("store.redb");
     // Opening for writing may touch the header: work on a copy.
-    std::fs::copy(fixture("store-v2.redb"), &path).expect("the fixture exists");
+    std::fs::copy(fixture(name), &path).expect("the fixture exists");
     let store = RedbStorage::open(&path).expect("the committed file opens");
     assert_eq!(store.replica_id().unwrap(), Some(ReplicaId::new(REPLICA)));
     let appended = appended();
@@ -203,4 +243,6 @@ fn a_file_written_by_this_version_opens_and_reads() {
         ReplicaId::new(PEER),
     );
     assert_eq!(store.get(id).unwrap().map(|op| op.key), Some("k15".into()));
+    drop(store);
+    dir
 }

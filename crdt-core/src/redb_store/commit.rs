@@ -1,16 +1,22 @@
 //! Group commit: every write of every handle goes through one queue, and whichever writer finds
-//! no commit in progress becomes the leader and commits everything queued in one redb write
-//! transaction (one fsync). The others wait for the leader to report their result.
+//! no commit in progress becomes the leader and commits everything queued at once: in durable
+//! mode, one record appended to the commit log and synced, then one non-durable redb write
+//! transaction, or, when the group is not only ops or the log is full, one durable redb
+//! transaction (a fold, `log.rs`). One fsync either way. The others wait for the leader to
+//! report their result.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use hlc::Timestamp;
 use redb::{Durability, ReadableTable, ReadableTableMetadata};
 
-use super::format::{self, KEY_HIGH_WATER, LATE, META, OPS, PEERS, SNAPSHOT, backend};
+use super::format::{
+    self, KEY_HIGH_WATER, KEY_LOG_GENERATION, LATE, META, OPS, PEERS, SNAPSHOT, backend,
+};
+use super::log::Log;
 use crate::StorageError;
 
 /// One writer's request: all or nothing, and merged with the others of its group.
@@ -28,6 +34,15 @@ pub(super) struct Batch {
     pub(super) snapshot: Option<Vec<u8>>,
     /// The replica id to record (first open).
     pub(super) replica: Option<u64>,
+    /// Commit the group durably to redb (a fold), even if it could go to the log.
+    pub(super) fold: bool,
+}
+
+impl Batch {
+    /// Whether the batch may go to the commit log: ops and the high-water mark only.
+    fn loggable(&self) -> bool {
+        !self.fold && self.peers.is_empty() && self.snapshot.is_none() && self.replica.is_none()
+    }
 }
 
 #[derive(Default)]
@@ -54,13 +69,21 @@ pub(super) struct Committer {
     dirty: AtomicBool,
     /// Held while a relaxed-mode flush commits, so flushes do not overlap.
     flushing: Mutex<()>,
+    /// The commit log (durable mode with a log); only the leader locks it.
+    log: Option<Mutex<Log>>,
+    /// Set when a commit failed halfway, between the log and redb: from then on every write
+    /// fails (and the store does not fold on close), so nothing of that commit becomes durable
+    /// in this process. Reopening the store recovers whatever reached the disk.
+    broken: OnceLock<String>,
 }
 
 impl Committer {
-    pub(super) fn new(db: redb::Database, relaxed: bool) -> Self {
+    pub(super) fn new(db: redb::Database, relaxed: bool, log: Option<Log>) -> Self {
         Self {
             db,
             relaxed,
+            log: log.map(Mutex::new),
+            broken: OnceLock::new(),
             queue: Mutex::default(),
             done: Condvar::new(),
             commits: AtomicU64::new(0),
@@ -114,12 +137,93 @@ impl Committer {
     }
 
     fn commit_group(&self, group: &[(u64, Batch)]) -> Result<(), StorageError> {
-        let mut tx = self.db.begin_write().map_err(backend)?;
-        let durability = if self.relaxed {
-            Durability::None
-        } else {
-            Durability::Immediate
+        if let Some(why) = self.broken.get() {
+            return Err(StorageError::Backend(
+                format!("an earlier commit failed ({why}); reopen the store").into(),
+            ));
+        }
+        let fold = group.iter().any(|(_, b)| b.fold);
+        let log = match &self.log {
+            Some(log) if !self.relaxed || fold => log,
+            _ => {
+                let durability = if self.relaxed && !fold {
+                    Durability::None
+                } else {
+                    Durability::Immediate
+                };
+                return self.write(group, durability, None);
+            }
         };
+        let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+        let record = if group.iter().all(|(_, b)| b.loggable()) {
+            log.record(group)
+        } else {
+            None
+        };
+        if let Some(record) = record {
+            // Durable once the record is synced; only then does redb (and so any reader)
+            // see the ops, so nothing unsynced is ever served to a peer.
+            if let Err(e) = log.append(&record) {
+                let _ = self.broken.set(format!("the commit log write failed: {e}"));
+                return Err(StorageError::Backend(Box::new(e)));
+            }
+            if let Err(e) = self.write(group, Durability::None, None) {
+                let _ = self
+                    .broken
+                    .set(format!("a logged commit failed in redb: {e}"));
+                return Err(e);
+            }
+            return Ok(());
+        }
+        let next = (!log.is_empty()).then(|| log.generation() + 1);
+        self.write(group, Durability::Immediate, next)?;
+        if let Some(generation) = next {
+            log.folded(generation);
+        }
+        Ok(())
+    }
+
+    /// Replays the commit log's records found on open, in order, into redb (not synced: they
+    /// are in the log), then folds, so that the log starts empty.
+    pub(super) fn replay(&self, batches: Vec<Batch>) -> Result<(), StorageError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        for batch in batches {
+            self.write(&[(0, batch)], Durability::None, None)?;
+        }
+        self.submit(Batch {
+            fold: true,
+            ..Batch::default()
+        })
+    }
+
+    /// Folds the log into redb if it holds records, so that the next open replays nothing;
+    /// for a clean close. Does nothing once a commit has failed.
+    pub(super) fn close(&self) -> Result<(), StorageError> {
+        let pending = self.log.as_ref().is_some_and(|log| {
+            !log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+        });
+        if !pending || self.broken.get().is_some() {
+            return Ok(());
+        }
+        self.submit(Batch {
+            fold: true,
+            ..Batch::default()
+        })
+    }
+
+    /// One redb write transaction of `group`, with `durability`; `generation`: also raise the
+    /// commit log's generation to it (a fold that empties the log).
+    fn write(
+        &self,
+        group: &[(u64, Batch)],
+        durability: Durability,
+        generation: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.db.begin_write().map_err(backend)?;
         tx.set_durability(durability)
             .map_err(|e| StorageError::Backend(Box::new(e)))?;
         {
@@ -191,10 +295,15 @@ impl Committer {
                 let mut table = tx.open_table(SNAPSHOT).map_err(backend)?;
                 table.insert(0, snap.as_slice()).map_err(backend)?;
             }
+            if let Some(generation) = generation {
+                let mut meta = tx.open_table(META).map_err(backend)?;
+                meta.insert(KEY_LOG_GENERATION, generation.to_be_bytes().as_slice())
+                    .map_err(backend)?;
+            }
         }
         tx.commit().map_err(backend)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
-        if self.relaxed {
+        if self.relaxed && matches!(durability, Durability::None) {
             self.dirty.store(true, Ordering::Release);
         }
         Ok(())
@@ -203,6 +312,10 @@ impl Committer {
     /// Makes every earlier commit durable: in relaxed mode, commits an empty transaction with
     /// immediate durability if anything was committed since the last flush.
     pub(super) fn flush(&self) -> Result<(), StorageError> {
+        if self.log.is_some() && !self.relaxed {
+            // Durable mode: every commit already is; folding saves the next open a replay.
+            return self.close();
+        }
         let _one = self.flushing.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());

@@ -25,12 +25,20 @@ pub(super) const SNAPSHOT: TableDefinition<'static, u8, &[u8]> = TableDefinition
 pub(super) const KEY_FORMAT: &str = "format";
 /// `META` key of the replica id (8 bytes big-endian).
 pub(super) const KEY_REPLICA: &str = "replica_id";
+/// `META` key of the store's random id (16 bytes), which every commit log record's checksum
+/// covers, so a log beside another store never replays into this one.
+pub(super) const KEY_STORE_ID: &str = "store_id";
+/// `META` key of the commit log's generation (`u64` big-endian; absent: 0). Every fold
+/// raises it, so the log's records of earlier generations no longer count.
+pub(super) const KEY_LOG_GENERATION: &str = "log_generation";
 /// `META` key of the clock's high-water mark (the timestamp's 8 bytes), as raised by
 /// `set_high_water`; the mark in effect is the higher of it and the last op's timestamp.
 pub(super) const KEY_HIGH_WATER: &str = "high_water";
 
 /// The value of `META["format"]`: a magic string and the disk format version.
-pub(super) const FORMAT_MARKER: &[u8] = b"weft-store\x00\x02";
+pub(super) const FORMAT_MARKER: &[u8] = b"weft-store\x00\x03";
+/// The marker of format 2, which had no commit log; such a file is upgraded on open.
+const FORMAT_MARKER_V2: &[u8] = b"weft-store\x00\x02";
 /// What every marker of some version starts with.
 const MARKER_PREFIX: &[u8] = b"weft-store\x00";
 
@@ -49,9 +57,25 @@ pub(super) fn timestamp_of(key: u128) -> Timestamp {
     id_of(key).ts
 }
 
-/// Creates the tables and the marker in a new database, or checks the marker of an existing
-/// one. Returns an error naming what is wrong with a foreign or future file.
+/// Creates the tables, the marker and the store id in a new database, or checks the marker of
+/// an existing one, upgrading a format-2 file (which only lacks the store id: it never had a
+/// log). Returns an error naming what is wrong with a foreign or future file.
 pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
+    if check(db)? {
+        let tx = db.begin_write().map_err(backend)?;
+        {
+            let mut meta = tx.open_table(META).map_err(backend)?;
+            meta.insert(KEY_FORMAT, FORMAT_MARKER).map_err(backend)?;
+            meta.insert(KEY_STORE_ID, new_store_id().as_slice())
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// [`init_or_check`] but for the upgrade: whether the file is of format 2.
+fn check(db: &redb::Database) -> Result<bool, StorageError> {
     let read = db.begin_read().map_err(backend)?;
     let tables: Vec<String> = read
         .list_tables()
@@ -68,8 +92,11 @@ pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
             tx.open_table(SNAPSHOT).map_err(backend)?;
             let mut meta = tx.open_table(META).map_err(backend)?;
             meta.insert(KEY_FORMAT, FORMAT_MARKER).map_err(backend)?;
+            meta.insert(KEY_STORE_ID, new_store_id().as_slice())
+                .map_err(backend)?;
         }
-        return tx.commit().map_err(backend);
+        tx.commit().map_err(backend)?;
+        return Ok(false);
     }
     let not_weft = || StorageError::Unreadable("a redb database, but not a weft store".into());
     let meta = read.open_table(META).map_err(|e| match e {
@@ -83,10 +110,11 @@ pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
         .map_err(backend)?
         .ok_or_else(not_weft)?;
     let marker = marker.value();
-    if marker != FORMAT_MARKER {
+    let v2 = marker == FORMAT_MARKER_V2;
+    if marker != FORMAT_MARKER && !v2 {
         return Err(match marker.strip_prefix(MARKER_PREFIX) {
             Some([v]) => StorageError::Unreadable(format!(
-                "weft store format version {v}; this build reads version {}",
+                "weft store format version {v}; this build reads versions 2 and {}",
                 FORMAT_MARKER[FORMAT_MARKER.len() - 1]
             )),
             _ => not_weft(),
@@ -104,7 +132,50 @@ pub(super) fn init_or_check(db: &redb::Database) -> Result<(), StorageError> {
     read.open_table(LATE).map_err(unreadable)?;
     read.open_table(PEERS).map_err(unreadable)?;
     read.open_table(SNAPSHOT).map_err(unreadable)?;
-    check_counts(&read)
+    check_counts(&read)?;
+    Ok(v2)
+}
+
+/// A new store's id: unique, not secret (it only keeps logs apart). The standard library's
+/// randomly keyed hasher (keys from the OS at a thread's first use, then varied per instance)
+/// gives the randomness, with the process id and a counter; no clock and no caller's seed are
+/// involved, so simulations stay deterministic (the id only enters log checksums).
+fn new_store_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let mut h = blake3::Hasher::new();
+    h.update(b"weft-store id\0");
+    for i in 0..2u64 {
+        h.update(&RandomState::new().hash_one((n, i)).to_le_bytes());
+    }
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&n.to_le_bytes());
+    let mut id = [0; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    id
+}
+
+/// The commit log's generation and the store id, from `meta`.
+pub(super) fn log_state(db: &redb::Database) -> Result<(u64, [u8; 16]), StorageError> {
+    let read = db.begin_read().map_err(backend)?;
+    let meta = read.open_table(META).map_err(backend)?;
+    let generation = match meta.get(KEY_LOG_GENERATION).map_err(backend)? {
+        None => 0,
+        Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| {
+            StorageError::Unreadable("the commit log generation is not 8 bytes".into())
+        })?),
+    };
+    let id = meta
+        .get(KEY_STORE_ID)
+        .map_err(backend)?
+        .ok_or_else(|| StorageError::Unreadable("the store id is missing".into()))?;
+    let id = id
+        .value()
+        .try_into()
+        .map_err(|_| StorageError::Unreadable("the store id is not 16 bytes".into()))?;
+    Ok((generation, id))
 }
 
 /// Every late op's position must lie inside the log: a cheap structural check that catches

@@ -13,6 +13,7 @@
 
 mod commit;
 mod format;
+mod log;
 mod power_loss;
 mod zero_fill;
 
@@ -29,6 +30,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use self::commit::{Batch, Committer};
 use self::format::{KEY_HIGH_WATER, KEY_REPLICA, LATE, META, OPS, PEERS, SNAPSHOT, backend};
+use self::log::Log;
 use self::zero_fill::ZeroFill;
 use crate::{Op, OpId, OpIter, ReplicaId, Snapshot, Storage, StorageError, VersionVector, codec};
 
@@ -66,6 +68,15 @@ pub struct RedbConfig {
     /// Bytes of redb's page cache. Default: 64 MiB (memory holds the materialized state; the
     /// store is read on open and when peers ask for ops).
     pub cache_bytes: usize,
+    /// Capacity of the commit log beside the redb file, in bytes; 0: no log. Default: 1 MiB.
+    ///
+    /// With a log, a durable commit of ops appends one record to the log and syncs it (one
+    /// small write), and the ops reach redb's file unsynced; redb is synced (a *fold*) when
+    /// the log is full, on other writes (peer frontiers, snapshots), on `flush` and on close.
+    /// Without one, every durable commit is a synced redb transaction (several pages). A
+    /// group of commits bigger than the log folds at once. Up to 256 MiB; the log is read
+    /// whole on open. Only durable mode writes it.
+    pub log_bytes: u64,
 }
 
 impl Default for RedbConfig {
@@ -74,6 +85,7 @@ impl Default for RedbConfig {
             commit: CommitMode::Durable,
             verify_on_open: true,
             cache_bytes: 64 << 20,
+            log_bytes: log::DEFAULT_CAPACITY,
         }
     }
 }
@@ -99,6 +111,12 @@ impl RedbConfig {
     /// With this page cache size.
     pub fn cache_bytes(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// With a commit log of this capacity (0: none).
+    pub fn log_bytes(mut self, bytes: u64) -> Self {
+        self.log_bytes = bytes;
         self
     }
 }
@@ -147,6 +165,10 @@ impl RedbStorage {
 
     /// [`RedbStorage::open`] with a configuration.
     ///
+    /// The commit log (unless [`RedbConfig::log_bytes`] is 0) is the file `<path>-log`,
+    /// created beside the store; it belongs with the store file (copy or move both), and a
+    /// store opened without it loses the commits it held since the last fold.
+    ///
     /// A new store is created whole or not at all: it is built under a temporary name next to
     /// `path` (`<path>.creating`) and renamed into place once its tables exist, so a process
     /// killed while creating it leaves no half-made file that could never be opened.
@@ -161,11 +183,17 @@ impl RedbStorage {
             create_whole(path, &config)?;
         }
         let builder = builder(&config);
-        Self::start(|| create_file(&builder, path), config)
+        let log = (config.log_bytes > 0).then(|| log_path(path));
+        Self::start(
+            || create_file(&builder, path),
+            log.map(|p| move || open_log_file(&p)),
+            config,
+        )
     }
 
     /// Opens (or creates) the store on any redb [`StorageBackend`](redb::StorageBackend): a
-    /// file, memory, or a fault-injecting backend in tests.
+    /// file, memory, or a fault-injecting backend in tests. With no commit log: every durable
+    /// commit is a synced redb transaction ([`RedbStorage::with_backends`] has one).
     pub fn with_backend(
         backend: impl redb::StorageBackend,
         config: RedbConfig,
@@ -173,12 +201,32 @@ impl RedbStorage {
         let builder = builder(&config);
         Self::start(
             move || builder.create_with_backend(ZeroFill::new(backend)?),
+            None::<fn() -> _>,
             config,
         )
     }
 
+    /// [`RedbStorage::with_backend`] with the commit log on a second backend (of
+    /// [`RedbConfig::log_bytes`]; with 0, `log` is not used). Both must persist together:
+    /// they are one store.
+    pub fn with_backends(
+        backend: impl redb::StorageBackend,
+        log: impl redb::StorageBackend,
+        config: RedbConfig,
+    ) -> Result<Self, StorageError> {
+        let builder = builder(&config);
+        let log = (config.log_bytes > 0).then_some(log);
+        Self::start(
+            move || builder.create_with_backend(ZeroFill::new(backend)?),
+            log.map(|log| move || Ok(Box::new(log) as Box<dyn redb::StorageBackend>)),
+            config,
+        )
+    }
+
+    /// Opens the database, then the log (`log` gives its backend), and replays the log.
     fn start(
         open: impl FnOnce() -> Result<redb::Database, redb::DatabaseError>,
+        log: Option<impl FnOnce() -> Result<Box<dyn redb::StorageBackend>, StorageError>>,
         config: RedbConfig,
     ) -> Result<Self, StorageError> {
         // redb is trusted to report damage as errors; a panic on a hostile file is caught too.
@@ -188,15 +236,24 @@ impl RedbStorage {
             let replica = read_meta(&db, KEY_REPLICA)?
                 .map(|b| format::decode_replica(&b))
                 .transpose()?;
-            Ok((db, replica))
+            let state = format::log_state(&db)?;
+            Ok((db, replica, state))
         }));
-        let (db, replica) = guarded.unwrap_or_else(|_| {
+        let (db, replica, (generation, store_id)) = guarded.unwrap_or_else(|_| {
             Err(StorageError::Unreadable(
                 "the file is damaged (the database panicked while opening it)".into(),
             ))
         })?;
+        let (log, replay) = match log {
+            None => (None, Vec::new()),
+            Some(open_log) => {
+                let (log, replay) = Log::open(open_log()?, config.log_bytes, generation, store_id)?;
+                (Some(log), replay)
+            }
+        };
         let relaxed = matches!(config.commit, CommitMode::Relaxed { .. });
-        let core = Arc::new(Committer::new(db, relaxed));
+        let core = Arc::new(Committer::new(db, relaxed, log));
+        core.replay(replay)?;
         let flusher = match config.commit {
             CommitMode::Durable => None,
             CommitMode::Relaxed { interval } => Some(Flusher::spawn(core.clone(), interval)?),
@@ -605,6 +662,42 @@ fn create_whole(path: &Path, config: &RedbConfig) -> Result<(), StorageError> {
         format::init_or_check(&db)?;
     }
     std::fs::rename(&creating, path).map_err(io)?;
+    sync_parent(path)
+}
+
+/// Where [`RedbStorage::open_with`] keeps the commit log of the store at `path`.
+fn log_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-log");
+    std::path::PathBuf::from(name)
+}
+
+/// Opens (creating it if needed) the commit log file. A new file's directory entry is synced
+/// at once, before [`Log::open`] fills the file and syncs its data (and with it its length).
+fn open_log_file(path: &Path) -> Result<Box<dyn redb::StorageBackend>, StorageError> {
+    let io = |e: std::io::Error| StorageError::Backend(Box::new(e));
+    let created = match std::fs::metadata(path) {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(io(e)),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    if created {
+        sync_parent(path)?;
+    }
+    let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
+    Ok(Box::new(backend))
+}
+
+/// Syncs the directory holding `path`, so that a file created or renamed there survives a
+/// power cut.
+fn sync_parent(path: &Path) -> Result<(), StorageError> {
     #[cfg(unix)]
     {
         let dir = match path.parent() {
@@ -613,8 +706,10 @@ fn create_whole(path: &Path, config: &RedbConfig) -> Result<(), StorageError> {
         };
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(io)?;
+            .map_err(|e| StorageError::Backend(Box::new(e)))?;
     }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 

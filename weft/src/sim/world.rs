@@ -76,7 +76,9 @@ pub(crate) fn schema(mutation: Mutation) -> Schema {
 /// A replica on a simulated disk, with the index the application keeps beside its log.
 pub(crate) struct Node {
     pub(crate) replica: Replica<RedbStorage, ManualClock>,
+    /// The store's file; `log`, its commit log, is a second file of the same disk.
     pub(crate) disk: PowerLossDisk,
+    log: PowerLossDisk,
     pub(crate) index: Index,
     pub(crate) clock: ManualClock,
     /// Ops this replica acknowledged (a commit or a remote batch that returned `Ok`).
@@ -88,8 +90,10 @@ pub(crate) struct Node {
 }
 
 pub(crate) fn redb_config(mutation: Mutation) -> RedbConfig {
+    // A small commit log, so that runs fold it into redb often and crashes land in folds.
     let config = RedbConfig::new()
         .cache_bytes(256 << 10)
+        .log_bytes(16 << 10)
         .verify_on_open(false);
     match mutation {
         // Commits return before they are synced, and the background sync never comes within
@@ -110,7 +114,8 @@ impl Node {
         store_config: RedbConfig,
     ) -> Result<Self, String> {
         let disk = PowerLossDisk::new();
-        let store = RedbStorage::with_backend(disk.clone(), store_config.clone())
+        let log = disk.another_file();
+        let store = RedbStorage::with_backends(disk.clone(), log.clone(), store_config.clone())
             .map_err(|e| format!("creating the store: {e}"))?;
         let mut rng = StdRng::seed_from_u64(seed);
         let replica = Replica::open_with_config(store, clock.clone(), schema, hlc, &mut rng)
@@ -123,6 +128,7 @@ impl Node {
         Ok(Self {
             replica,
             disk,
+            log,
             index: Index::new(),
             clock,
             acked: BTreeSet::new(),
@@ -137,9 +143,12 @@ impl Node {
         self.disk.cut_after(0);
         let mut fates = SimRng::new(fate);
         let image = self.disk.after_cut(|n| fates.below(n));
+        let log_image = self.log.after_cut(|n| fates.below(n));
         let disk = PowerLossDisk::from_image(image);
-        let store = RedbStorage::with_backend(disk.clone(), self.store_config.clone())
-            .map_err(|e| format!("the store does not open after a power cut: {e}"))?;
+        let log = disk.another_file_from_image(log_image);
+        let store =
+            RedbStorage::with_backends(disk.clone(), log.clone(), self.store_config.clone())
+                .map_err(|e| format!("the store does not open after a power cut: {e}"))?;
         let schema = self.replica.schema().clone();
         let id = self.replica.id();
         let mut rng = StdRng::seed_from_u64(fate);
@@ -167,6 +176,7 @@ impl Node {
         self.index = Index::from_ops(ops.iter());
         self.replica = replica;
         self.disk = disk;
+        self.log = log;
         Ok(())
     }
 
