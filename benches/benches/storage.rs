@@ -363,7 +363,7 @@ fn main() {
     let args = parse_args();
     let scratch = Scratch::new(&args.dir);
     println!(
-        "durable commits: weft (redb, fsync per commit, group commit) vs SQLite (WAL, synchronous=FULL)\n"
+        "durable commits: weft (redb + commit log, one fsync per commit, group commit) vs SQLite (WAL, synchronous=FULL)\n"
     );
     println!(
         "| workload | ops | weft commits/s | weft ops/s | SQLite commits/s | SQLite ops/s | weft / SQLite |"

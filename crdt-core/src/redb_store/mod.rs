@@ -5,8 +5,9 @@
 //! stored id are also recorded, with their append position: every other op's position follows
 //! from the ops table, so a commit of ops in id order writes one table. Every write (ops, high-water mark, peer
 //! frontiers, snapshot) goes through one group-commit queue: the first writer to find no commit
-//! in progress commits everything queued in one transaction, so concurrent commits share one
-//! fsync. The file is opened through `ZeroFill` (`zero_fill.rs`), which writes zeros into the space
+//! in progress commits everything queued at once, so concurrent commits share one fsync: that
+//! of one record appended to the commit log beside the file (`log.rs`), which is folded into
+//! redb with a durable transaction now and then. The file is opened through `ZeroFill` (`zero_fill.rs`), which writes zeros into the space
 //! redb adds to the file just ahead of redb's writes, so that commits overwrite allocated blocks
 //! and their fsync needs no filesystem metadata commit. `docs/design.md` ("Storage") has the
 //! whole picture, `docs/wire-format.md` the bytes.
@@ -327,8 +328,10 @@ impl RedbStorage {
         self.inner.core.flush()
     }
 
-    /// How many write transactions this store has committed since it was opened (in durable
-    /// mode, how many fsyncs commits cost). Concurrent commits share one.
+    /// How many redb write transactions this store has committed since it was opened,
+    /// including those that replayed the commit log on open. In durable mode each commit's
+    /// transaction costs one fsync, of the log or (a fold) of redb; concurrent commits share
+    /// one.
     pub fn commits(&self) -> u64 {
         self.inner.core.commits.load(Ordering::Relaxed)
     }
