@@ -63,7 +63,8 @@ pub(super) struct Log {
 impl Log {
     /// Opens the log in `file`, filling it with zeros up to `capacity` (and syncing) if it is
     /// shorter, and returns it with the batches of its live records, in order. The log's end
-    /// is after the last of them; a fold must follow before new records are written.
+    /// is after the last of them; a fold must follow before new records are written. With
+    /// `capacity` 0 the log only replays: it takes no records, so every commit folds.
     pub(super) fn open(
         file: Box<dyn StorageBackend>,
         capacity: u64,
@@ -71,9 +72,14 @@ impl Log {
         store_id: [u8; 16],
     ) -> Result<(Self, Vec<Batch>), StorageError> {
         let io = |e: io::Error| StorageError::Backend(Box::new(e));
-        let capacity = capacity.clamp(HEADER as u64, MAX_CAPACITY);
         let len = file.len().map_err(io)?;
-        // Records written under a larger capacity may reach past this one: read them all.
+        let capacity = match capacity {
+            0 => 0,
+            // Records written under a larger capacity may reach past this one: keep room.
+            c => c
+                .clamp(HEADER as u64, MAX_CAPACITY)
+                .max(len.min(MAX_CAPACITY)),
+        };
         let readable = len.min(MAX_CAPACITY);
         let mut bytes = vec![0; usize::try_from(readable).unwrap_or(0)];
         file.read(0, &mut bytes).map_err(io)?;
@@ -99,7 +105,7 @@ impl Log {
             generation,
             store_id,
             end: at as u64,
-            capacity: capacity.max(len.min(MAX_CAPACITY)),
+            capacity,
         };
         Ok((log, batches))
     }

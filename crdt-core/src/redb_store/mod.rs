@@ -69,7 +69,8 @@ pub struct RedbConfig {
     /// Bytes of redb's page cache. Default: 64 MiB (memory holds the materialized state; the
     /// store is read on open and when peers ask for ops).
     pub cache_bytes: usize,
-    /// Capacity of the commit log beside the redb file, in bytes; 0: no log. Default: 1 MiB.
+    /// Capacity of the commit log beside the redb file, in bytes; 0: no log (the records of
+    /// a log an earlier open left are still replayed first). Default: 1 MiB.
     ///
     /// With a log, a durable commit of ops appends one record to the log and syncs it (one
     /// small write), and the ops reach redb's file unsynced; redb is synced (a *fold*) when
@@ -184,7 +185,8 @@ impl RedbStorage {
             create_whole(path, &config)?;
         }
         let builder = builder(&config);
-        let log = (config.log_bytes > 0).then(|| log_path(path));
+        // Without a log of its own the store still replays one left by an earlier open.
+        let log = Some(log_path(path)).filter(|p| config.log_bytes > 0 || p.exists());
         Self::start(
             || create_file(&builder, path),
             log.map(|p| move || open_log_file(&p)),
@@ -208,18 +210,17 @@ impl RedbStorage {
     }
 
     /// [`RedbStorage::with_backend`] with the commit log on a second backend (of
-    /// [`RedbConfig::log_bytes`]; with 0, `log` is not used). Both must persist together:
-    /// they are one store.
+    /// [`RedbConfig::log_bytes`]; with 0, the log's records are replayed and no more are
+    /// written). Both must persist together: they are one store.
     pub fn with_backends(
         backend: impl redb::StorageBackend,
         log: impl redb::StorageBackend,
         config: RedbConfig,
     ) -> Result<Self, StorageError> {
         let builder = builder(&config);
-        let log = (config.log_bytes > 0).then_some(log);
         Self::start(
             move || builder.create_with_backend(ZeroFill::new(backend)?),
-            log.map(|log| move || Ok(Box::new(log) as Box<dyn redb::StorageBackend>)),
+            Some(move || Ok(Box::new(log) as Box<dyn redb::StorageBackend>)),
             config,
         )
     }
