@@ -44,6 +44,9 @@ pub(super) const HEADER: usize = 4 + 8 + 16;
 /// Bytes of one op in a payload besides its encoding: key (16) and length (`u32` LE).
 const OP_HEADER: usize = 16 + 4;
 
+/// The smallest payload: an op count (4) and a high-water mark (9).
+const MIN_PAYLOAD: usize = 4 + 9;
+
 /// The biggest zero buffer written at once when filling the file.
 const ZEROS: usize = 256 << 10;
 
@@ -89,6 +92,19 @@ impl Log {
             batches.push(batch);
             at = next;
         }
+        // Only the last record written can be torn: a whole record of this generation further
+        // on means the log was damaged, and replaying up to here would silently drop it.
+        if let Some(later) = (at + 1..bytes.len()).find(|&o| {
+            matches!(
+                read_record(&bytes, o, generation, &store_id),
+                Ok(Some(_)) | Err(_)
+            )
+        }) {
+            return Err(StorageError::Unreadable(format!(
+                "the commit log is damaged at byte {at}: a record of the current generation \
+                 follows at byte {later}"
+            )));
+        }
         if len < capacity {
             let zeros = vec![0; ZEROS];
             let mut pos = len;
@@ -126,8 +142,7 @@ impl Log {
             .iter()
             .map(|(_, b)| b.encoded.len() + b.ops.len() * OP_HEADER)
             .sum::<usize>()
-            + 4
-            + 9;
+            + MIN_PAYLOAD;
         let room = self.capacity.saturating_sub(self.end);
         if (HEADER + payload) as u64 > room {
             return None;
@@ -207,7 +222,8 @@ fn read_record(
     let (gen_bytes, sum) = rest.split_at(8);
     let len = u32::from_le_bytes(len.try_into().unwrap_or_default());
     let record_generation = u64::from_le_bytes(gen_bytes.try_into().unwrap_or_default());
-    if record_generation != generation {
+    // Every payload holds at least a count and a mark: zeros never get as far as a checksum.
+    if record_generation != generation || (len as usize) < MIN_PAYLOAD {
         return Ok(None);
     }
     let start = at + HEADER;
@@ -349,12 +365,12 @@ mod tests {
             "the old generation's records after it are stale"
         );
         assert_eq!(found[0].ops, vec![(99, 1)]);
-        let (_, old) = open(&disk, 4096, 0);
-        assert_eq!(
-            old.len(),
-            0,
-            "the first record is no longer of generation 0"
-        );
+        // A store back at generation 0 (an old copy of the redb file beside this log) finds
+        // whole records of its generation behind the new one: the log does not fit it.
+        let err = Log::open(Box::new(disk.clone()), 4096, 0, ID)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("damaged at byte 0"), "{err}");
     }
 
     #[test]
@@ -381,6 +397,37 @@ mod tests {
         flipped[HEADER + 3] ^= 1;
         disk.write(0, &flipped).unwrap();
         assert!(open(&disk, 4096, 0).1.is_empty());
+    }
+
+    /// A record damaged in the middle of the log, with whole records after it, is an error
+    /// at open, not a silent end of the replay (only the last record can be torn).
+    #[test]
+    fn damage_before_whole_records_is_an_error() {
+        let disk = PowerLossDisk::new();
+        let (mut log, _) = open(&disk, 4096, 4);
+        let mut offsets = Vec::new();
+        for key in 0..3 {
+            offsets.push(log.end);
+            let r = log.record(&[(0, batch(&[(key, b"an op")], None))]).unwrap();
+            log.append(&r).unwrap();
+        }
+        let mut byte = [0];
+        disk.read(offsets[1] + HEADER as u64 + 2, &mut byte)
+            .unwrap();
+        disk.write(offsets[1] + HEADER as u64 + 2, &[byte[0] ^ 0x40])
+            .unwrap();
+        let err = Log::open(Box::new(disk.clone()), 4096, 4, ID)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("damaged at byte {}", offsets[1])),
+            "{err}"
+        );
+        // Damage to the last record is a tear: the replay ends before it.
+        disk.write(offsets[1] + HEADER as u64 + 2, &byte).unwrap();
+        disk.write(offsets[2] + 1, &[0xff]).unwrap();
+        assert_eq!(open(&disk, 4096, 4).1.len(), 2);
     }
 
     #[test]
