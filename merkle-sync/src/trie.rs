@@ -108,6 +108,9 @@ pub(crate) struct Trie {
     nodes: Arena<Node>,
     sums: Arena<Summary>,
     root: Ref,
+    /// The inner nodes marked dirty since the last [`Trie::refresh`], each once, so that a
+    /// refresh need not search the trie for them.
+    dirty: Vec<Ref>,
 }
 
 impl Default for Trie {
@@ -118,6 +121,7 @@ impl Default for Trie {
             nodes: Arena::default(),
             sums: Arena::default(),
             root: NONE,
+            dirty: Vec::new(),
         }
     }
 }
@@ -282,6 +286,9 @@ impl Trie {
             if n.bit > crit {
                 break;
             }
+            if !n.dirty && !eager {
+                self.dirty.push(r);
+            }
             n.dirty = true;
             if let Some(p) = path.get_mut(depth) {
                 *p = r;
@@ -312,6 +319,9 @@ impl Trie {
             None => self.root = new_inner,
             Some((p, s)) => self.nodes[p as usize].children[s] = new_inner,
         }
+        if !eager {
+            self.dirty.push(new_inner);
+        }
         if eager {
             self.recompute(new_inner);
             for &p in path[..depth].iter().rev() {
@@ -333,25 +343,27 @@ impl Trie {
         self.nodes[i as usize].dirty = false;
     }
 
-    /// Recomputes every dirty digest (after lazy inserts).
+    /// Recomputes every dirty digest (after lazy inserts; an eager insert must not come
+    /// between lazy ones and the refresh).
     pub(crate) fn refresh(&mut self) {
-        if self.root == NONE || self.root & LEAF != 0 || !self.nodes[self.root as usize].dirty {
+        if self.dirty.is_empty() {
             return;
         }
-        // The dirty nodes, children before parents (an explicit stack: depth can reach 128).
-        let mut order = Vec::new();
-        let mut stack = vec![(self.root, false)];
-        while let Some((i, expanded)) = stack.pop() {
-            if expanded {
-                order.push(i);
-                continue;
-            }
-            stack.push((i, true));
-            for c in self.nodes[i as usize].children {
-                if c & LEAF == 0 && self.nodes[c as usize].dirty {
-                    stack.push((c, false));
-                }
-            }
+        // Children before parents: a child splits at a later bit than its parent, so ordering
+        // by bit, latest first (a counting sort over the 128 bits), is enough.
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut starts = [0usize; 129];
+        for &i in &dirty {
+            starts[usize::from(127 - self.nodes[i as usize].bit.min(127)) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        let mut order = vec![0; dirty.len()];
+        for &i in &dirty {
+            let slot = &mut starts[usize::from(127 - self.nodes[i as usize].bit.min(127))];
+            order[*slot] = i;
+            *slot += 1;
         }
         // Each recompute reads a clean child's digest and writes its own summary, both
         // usually cache misses after scattered inserts. Touching them all first, in a loop of
@@ -369,6 +381,9 @@ impl Trie {
         for i in order {
             self.recompute(i);
         }
+        // Keep the allocation for the next batch.
+        self.dirty = dirty;
+        self.dirty.clear();
     }
 
     /// The root digest and count, `None` when empty. Requires no dirty nodes.
