@@ -1,7 +1,9 @@
 //! A store file from untrusted bytes: opening it, reading everything in it and opening a
 //! replica on it never panic. The input is either the whole file, or patches (offset, xor)
 //! applied to a valid store holding ops of every kind, a snapshot and a peer frontier, so
-//! that the fuzzer gets past redb's checksums.
+//! that the fuzzer gets past redb's checksums; or the valid store with the input as its commit
+//! log. The log is small (4 KiB), so that its scan for damage on open stays cheap under the
+//! fuzzer's instrumentation.
 //!
 //! `RedbStorage` catches a panic of redb while it opens a file (and reports the file
 //! unreadable), so a panic there is tolerated; a panic anywhere else aborts, as in every
@@ -65,6 +67,7 @@ fn template() -> &'static [u8] {
         let bytes = std::fs::read(&path).expect("the template reads back");
         eprintln!("storage_open: a template store of {} bytes", bytes.len());
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(dir().join("template.redb-log"));
         bytes
     })
 }
@@ -98,7 +101,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let bytes = if mode & 1 == 0 {
+    let log_path = dir().join("input.redb-log");
+    let _ = std::fs::remove_file(&log_path);
+    let bytes = if mode & 3 == 2 {
+        std::fs::write(&log_path, rest).expect("the input log writes");
+        template().to_vec()
+    } else if mode & 1 == 0 {
         rest.to_vec()
     } else {
         let mut bytes = template().to_vec();
@@ -112,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
     let path = dir().join("input.redb");
     std::fs::write(&path, &bytes).expect("the input file writes");
     // Verification on (the default): with it off a damaged file is trusted, by contract.
-    let config = RedbConfig::new();
+    let config = RedbConfig::new().log_bytes(4 << 10);
     if let Ok(store) = open(&path, config) {
         let _ = store.replica_id();
         let _ = store.len();
@@ -132,4 +140,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&log_path);
 });
