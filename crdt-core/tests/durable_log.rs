@@ -245,3 +245,27 @@ fn the_log_file_sits_beside_the_store() {
         "a store opens without its log once folded"
     );
 }
+
+/// Between folds redb takes commits without syncing them, and it cannot reuse a page freed
+/// since the last durable commit: the file must still stay small, because each commit's
+/// copied pages are freed by the next one (pages never synced are reused at once).
+#[test]
+fn the_redb_file_stays_small_between_folds() {
+    let dir = TempDir::new("log-growth");
+    let logged = dir.file("logged.redb");
+    let plain = dir.file("plain.redb");
+    let mut a = RedbStorage::open(&logged).unwrap();
+    let mut b = RedbStorage::open_with(&plain, RedbConfig::new().log_bytes(0)).unwrap();
+    for i in 0..2_000 {
+        let batch = [op(1_000 + i, 0, 1)];
+        a.append(&batch).unwrap();
+        b.append(&batch).unwrap();
+    }
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    let (with_log, without) = (size(&logged), size(&plain));
+    eprintln!("2,000 one-op commits: {with_log} bytes with the log, {without} without");
+    assert!(
+        with_log <= 2 * without.max(1 << 20),
+        "{with_log} bytes with the log, {without} without"
+    );
+}
