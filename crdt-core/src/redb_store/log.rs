@@ -94,12 +94,21 @@ impl Log {
         }
         // Only the last record written can be torn: a whole record of this generation further
         // on means the log was damaged, and replaying up to here would silently drop it.
-        if let Some(later) = (at + 1..bytes.len()).find(|&o| {
-            matches!(
-                read_record(&bytes, o, generation, &store_id),
-                Ok(Some(_)) | Err(_)
-            )
-        }) {
+        // Most offsets fail on the generation bytes: compare those first.
+        let wanted = generation.to_le_bytes();
+        let later = bytes
+            .windows(12)
+            .enumerate()
+            .skip(at + 1)
+            .filter(|(_, w)| w.get(4..) == Some(wanted.as_slice()))
+            .map(|(o, _)| o)
+            .find(|&o| {
+                matches!(
+                    read_record(&bytes, o, generation, &store_id),
+                    Ok(Some(_)) | Err(_)
+                )
+            });
+        if let Some(later) = later {
             return Err(StorageError::Unreadable(format!(
                 "the commit log is damaged at byte {at}: a record of the current generation \
                  follows at byte {later}"
