@@ -3,7 +3,6 @@
 
 mod durable_util;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -178,21 +177,8 @@ fn concurrent_commits_share_fsyncs() {
     const THREADS: u64 = 8;
     const EACH: u64 = 25;
     let dir = TempDir::new("group");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.file("s.redb"))
-        .unwrap();
-    let syncs = Arc::new(AtomicU64::new(0));
-    let grows = Arc::new(AtomicU64::new(0));
-    let backend = CountingBackend {
-        inner: redb::backends::FileBackend::new(file).unwrap(),
-        syncs: syncs.clone(),
-        grows: grows.clone(),
-        sync_delay: Duration::from_millis(3),
-    };
+    let backend = CountingBackend::open(&dir.file("s.redb"), Duration::from_millis(3));
+    let (syncs, grows) = (backend.syncs.clone(), backend.grows.clone());
     let store = RedbStorage::with_backend(backend, RedbConfig::new()).unwrap();
     let before = (
         store.commits(),

@@ -17,20 +17,8 @@ use redb::StorageBackend;
 
 /// A file backend counting its syncs, with an optional delay in each.
 fn counting(path: &std::path::Path, delay: Duration) -> (CountingBackend, Arc<AtomicU64>) {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .unwrap();
-    let syncs = Arc::new(AtomicU64::new(0));
-    let backend = CountingBackend {
-        inner: redb::backends::FileBackend::new(file).unwrap(),
-        syncs: syncs.clone(),
-        grows: Arc::new(AtomicU64::new(0)),
-        sync_delay: delay,
-    };
+    let backend = CountingBackend::open(path, delay);
+    let syncs = backend.syncs.clone();
     (backend, syncs)
 }
 

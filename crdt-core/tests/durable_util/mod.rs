@@ -72,6 +72,26 @@ pub struct CountingBackend {
     pub sync_delay: std::time::Duration,
 }
 
+impl CountingBackend {
+    /// The file at `path`, created if missing, with counters at zero and `sync_delay` in each
+    /// sync.
+    pub fn open(path: &Path, sync_delay: std::time::Duration) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .expect("the test file opens");
+        Self {
+            inner: redb::backends::FileBackend::new(file).expect("the test file locks"),
+            syncs: Arc::default(),
+            grows: Arc::default(),
+            sync_delay,
+        }
+    }
+}
+
 impl StorageBackend for CountingBackend {
     fn len(&self) -> Result<u64, io::Error> {
         self.inner.len()
