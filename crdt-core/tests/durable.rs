@@ -184,16 +184,7 @@ fn concurrent_commits_share_fsyncs() {
         store.commits(),
         syncs.load(std::sync::atomic::Ordering::Relaxed),
     );
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let mut store = store.clone();
-            s.spawn(move || {
-                for i in 0..EACH {
-                    store.append(&[op(1_000 + i, 0, t)]).expect("append");
-                }
-            });
-        }
-    });
+    append_from_threads(&store, THREADS, EACH);
     let commits = store.commits() - before.0;
     let fsyncs = syncs.load(std::sync::atomic::Ordering::Relaxed) - before.1;
     let appends = THREADS * EACH;

@@ -72,16 +72,7 @@ fn concurrent_commits_share_log_syncs() {
     let (log, log_syncs) = counting(&dir.file("s.redb-log"), Duration::from_millis(3));
     let store = RedbStorage::with_backends(db, log, RedbConfig::new()).unwrap();
     let before = (store.commits(), log_syncs.load(Ordering::Relaxed));
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let mut store = store.clone();
-            s.spawn(move || {
-                for i in 0..EACH {
-                    store.append(&[op(1_000 + i, 0, t)]).expect("append");
-                }
-            });
-        }
-    });
+    append_from_threads(&store, THREADS, EACH);
     let commits = store.commits() - before.0;
     let syncs = log_syncs.load(Ordering::Relaxed) - before.1;
     let appends = THREADS * EACH;

@@ -97,7 +97,7 @@ impl Log {
         // Most offsets fail on the generation bytes: compare those first.
         let wanted = generation.to_le_bytes();
         let later = bytes
-            .windows(12)
+            .windows(4 + 8) // a header's length and generation
             .enumerate()
             .skip(at + 1)
             .filter(|(_, w)| w.get(4..) == Some(wanted.as_slice()))

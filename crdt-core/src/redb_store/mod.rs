@@ -685,18 +685,22 @@ fn open_log_file(path: &Path) -> Result<Box<dyn redb::StorageBackend>, StorageEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => return Err(io(e)),
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io)?;
+    let file = open_rw(path).map_err(io)?;
     if created {
         sync_parent(path)?;
     }
     let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
     Ok(Box::new(backend))
+}
+
+/// Opens `path` for reading and writing, creating it if it does not exist, never truncating.
+fn open_rw(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// Syncs the directory holding `path`, so that a file created or renamed there survives a
@@ -723,13 +727,7 @@ fn create_file(
     builder: &redb::Builder,
     path: &Path,
 ) -> Result<redb::Database, redb::DatabaseError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    let backend = redb::backends::FileBackend::new(file)?;
+    let backend = redb::backends::FileBackend::new(open_rw(path)?)?;
     builder.create_with_backend(ZeroFill::new(backend)?)
 }
 

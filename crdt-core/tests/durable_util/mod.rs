@@ -62,6 +62,22 @@ pub fn ops(ms: u64, replica: u64, n: usize) -> Vec<Op> {
     (0..n).map(|i| op(ms + i as u64, 0, replica)).collect()
 }
 
+/// `threads` threads append `each` ops apiece, one op per commit, through clones of `store`
+/// (thread `t` writes as replica `t`).
+pub fn append_from_threads(store: &crdt_core::RedbStorage, threads: u64, each: u64) {
+    use crdt_core::Storage;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let mut store = store.clone();
+            s.spawn(move || {
+                for i in 0..each {
+                    store.append(&[op(1_000 + i, 0, t)]).expect("append");
+                }
+            });
+        }
+    });
+}
+
 /// A file backend that counts `sync_data` calls and the times the file grows, and may sleep
 /// in each sync (to make concurrent committers queue up deterministically enough).
 #[derive(Debug)]
