@@ -11,7 +11,7 @@ use crate::sketch::Symbol;
 use crate::trie::{Key, mask, same_prefix, with_bits};
 
 /// The sync protocol's version, the second byte of a Hello.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Messages larger than this are refused before decoding: 8 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -483,6 +483,28 @@ mod tests {
         assert_eq!(Reader(&[0x80]).varint(), Err(MessageError::Truncated));
         for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
             assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn a_hello_of_another_protocol_version_is_refused() {
+        let hello = Message::Hello(Hello {
+            scope: [7; 16],
+            epoch: 3,
+            root: Digest([9; 32]),
+            count: 12,
+            frontier: VersionVector::new(),
+        });
+        let bytes = hello.encode();
+        assert_eq!(bytes[..2], [TAG_HELLO, PROTOCOL_VERSION]);
+        assert_eq!(Message::decode(&bytes), Ok(hello));
+        for version in [0, 1, 2, PROTOCOL_VERSION + 1, u8::MAX] {
+            let mut other = bytes.clone();
+            other[1] = version;
+            assert_eq!(
+                Message::decode(&other),
+                Err(MessageError::UnknownVersion(version))
+            );
         }
     }
 }
