@@ -29,7 +29,10 @@
 //! the same fields plus `actors` and `rt_time` (time to the union in round trips, as weft's
 //! `round_trips` measures it; their `round_trips` is the messages in the busier direction).
 //! A markdown table of every line follows (on stderr with `--json`).
+//! `--help` lists the flags; an unknown flag, a bad value or an unknown scenario or system name
+//! stops with an error (exit status 2) rather than falling back to a default.
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use benches::sync_peers::{self, PeerOutcome};
@@ -197,12 +200,102 @@ struct Row {
     cpu_ms: f64,
 }
 
-fn flag(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+const SCENARIOS: [&str; 5] = [
+    "identical",
+    "tail_100",
+    "scattered_100",
+    "scattered_10000",
+    "one_side_empty",
+];
+const SYSTEMS: [&str; 2] = ["weft", "weft-descent"];
+
+const USAGE: &str = "usage: sync [--json] [--ops N] [--scenario NAME] [--system weft|weft-descent]
+            [--width B] [--peer-ops N] [--peer-actors K] [--no-peers | --peers-only]
+scenarios: identical, tail_100, scattered_100, scattered_10000, one_side_empty
+environment: SYNC_REPEAT=N runs each weft scenario N times (default 3)";
+
+/// The command line, checked: an unknown flag, a missing or unparsable value or an unknown
+/// scenario or system name is an error rather than a silent default.
+struct Options {
+    json: bool,
+    ops: usize,
+    scenario: Option<String>,
+    system: Option<String>,
+    width: u8,
+    peer_ops: usize,
+    peer_actors: usize,
+    weft: bool,
+    peers: bool,
+    repeat: usize,
+}
+
+fn number<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{name}: {v:?} is not a valid number"))
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut o = Options {
+            json: false,
+            ops: 1_000_000,
+            scenario: None,
+            system: None,
+            width: 4,
+            peer_ops: 50_000,
+            peer_actors: 1_000,
+            weft: true,
+            peers: true,
+            repeat: 3,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match arg.as_str() {
+                "--json" => o.json = true,
+                "--no-peers" => o.peers = false,
+                "--peers-only" => o.weft = false,
+                "--ops" => o.ops = number("--ops", value("--ops")?)?,
+                "--width" => o.width = number("--width", value("--width")?)?,
+                "--peer-ops" => o.peer_ops = number("--peer-ops", value("--peer-ops")?)?,
+                "--peer-actors" => {
+                    o.peer_actors = number("--peer-actors", value("--peer-actors")?)?
+                }
+                "--scenario" => {
+                    let v = value("--scenario")?;
+                    if !SCENARIOS.contains(&v.as_str()) {
+                        return Err(format!("unknown scenario {v:?}"));
+                    }
+                    o.scenario = Some(v);
+                }
+                "--system" => {
+                    let v = value("--system")?;
+                    if !SYSTEMS.contains(&v.as_str()) {
+                        return Err(format!("unknown system {v:?}"));
+                    }
+                    o.system = Some(v);
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if !o.weft && !o.peers {
+            return Err("--no-peers and --peers-only together leave nothing to run".into());
+        }
+        if o.width == 0 || o.width > 8 {
+            return Err(format!("--width {} is outside 1-8", o.width));
+        }
+        if let Ok(v) = std::env::var("SYNC_REPEAT") {
+            o.repeat = number("SYNC_REPEAT", v)?;
+            if o.repeat == 0 {
+                return Err("SYNC_REPEAT must be at least 1".into());
+            }
+        }
+        Ok(o)
+    }
 }
 
 fn table(rows: &[Row]) -> String {
@@ -218,18 +311,13 @@ fn table(rows: &[Row]) -> String {
     t
 }
 
-fn peers(args: &[String], json: bool, rows: &mut Vec<Row>) {
-    let n = flag(args, "--peer-ops", 50_000);
-    let actors = flag(args, "--peer-actors", 1_000).clamp(1, n.max(1));
+fn peers(opts: &Options, rows: &mut Vec<Row>) {
+    let json = opts.json;
+    let n = opts.peer_ops;
+    let actors = opts.peer_actors.clamp(1, n.max(1));
     let changes = sync_peers::automerge_changes(n, actors);
     let updates = sync_peers::yrs_updates(n, actors);
-    for scenario in [
-        "identical",
-        "tail_100",
-        "scattered_100",
-        "scattered_10000",
-        "one_side_empty",
-    ] {
+    for scenario in SCENARIOS {
         let drops = sync_peers::suffix_drops(scenario, n, actors, 7);
         for out in [
             sync_peers::automerge_scenario(&changes, &drops),
@@ -278,25 +366,38 @@ fn report(scenario: &str, actors: usize, o: &PeerOutcome, json: bool, rows: &mut
     });
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let json = args.iter().any(|a| a == "--json");
-    let mut rows = Vec::new();
-    if !args.iter().any(|a| a == "--peers-only") {
-        weft(&args, json, &mut rows);
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
     }
-    if !args.iter().any(|a| a == "--no-peers") {
-        peers(&args, json, &mut rows);
+    let opts = match Options::parse(&args) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("sync: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = opts.json;
+    let mut rows = Vec::new();
+    if opts.weft {
+        weft(&opts, &mut rows);
+    }
+    if opts.peers {
+        peers(&opts, &mut rows);
     }
     if json {
         eprint!("{}", table(&rows));
     } else {
         print!("\n{}", table(&rows));
     }
+    ExitCode::SUCCESS
 }
 
-fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
-    let n = flag(args, "--ops", 1_000_000);
+fn weft(opts: &Options, rows: &mut Vec<Row>) {
+    let json = opts.json;
+    let n = opts.ops;
     let all = workload(n);
     let mut full = MemoryStorage::new();
     full.append(&all).expect("append");
@@ -320,12 +421,9 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
     // range-digest descent alone (`--width`: bits per split, default 4).
     let mut descent = Config::default();
     descent.reconcile = Reconcile::Descent;
-    descent.descent_width = flag(args, "--width", 4) as u8;
+    descent.descent_width = opts.width;
     let systems = [("weft", Config::default()), ("weft-descent", descent)];
-    let only = args
-        .iter()
-        .position(|a| a == "--scenario")
-        .and_then(|i| args.get(i + 1));
+    let only = opts.scenario.as_deref();
     for (name, missing) in scenarios {
         if only.is_some_and(|o| o != name) {
             continue;
@@ -344,21 +442,14 @@ fn weft(args: &[String], json: bool, rows: &mut Vec<Row>) {
         let mut partial_log = MemoryStorage::new();
         partial_log.append(&partial).expect("append");
         let partial_index = Index::from_ops(&partial);
-        let only_system = args
-            .iter()
-            .position(|a| a == "--system")
-            .and_then(|i| args.get(i + 1));
+        let only_system = opts.system.as_deref();
         for (system, config) in &systems {
-            if only_system.is_some_and(|o| o != system) {
+            if only_system.is_some_and(|o| o != *system) {
                 continue;
             }
             // A short run is repeated and the best kept (see `cpu_figure`).
             let mut best: Option<Outcome> = None;
-            for _ in 0..std::env::var("SYNC_REPEAT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(3)
-            {
+            for _ in 0..opts.repeat {
                 let mut logs = [full.clone(), partial_log.clone()];
                 let mut indexes = [full_index.clone(), partial_index.clone()];
                 let out = drive(config, &mut logs, &mut indexes, n as u64);
