@@ -5,6 +5,9 @@
 //! - `weft simulate --seeds N --start S`: the deterministic simulation ([`weft::sim`]) over
 //!   N seeded histories; exits non-zero at the first failure, printing the seed and a
 //!   minimized history.
+//!
+//! Output goes to stdout; if the reader closes it early (`weft demo | head`), the run stops
+//! quietly with exit status 141, as a process ended by SIGPIPE would.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +48,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // stdout was closed by the reader (`weft demo | head`): stop quietly, with the
+        // status a shell gives a process that SIGPIPE ended, so a cut-off run never passes
+        // for a successful one.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::out;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use weft::crdt_core::{RedbStorage, Storage};
@@ -170,8 +172,8 @@ fn sync(peers: &mut [Peer; 2]) -> Result<SyncStats, Box<dyn std::error::Error>> 
     Ok(stats)
 }
 
-fn report(what: &str, s: &SyncStats) {
-    println!(
+fn report(what: &str, s: &SyncStats) -> std::io::Result<()> {
+    out!(
         "{what}: {} ops in {} messages, {} bytes, {} round trips ({} flights)",
         s.ops,
         s.messages,
@@ -179,6 +181,7 @@ fn report(what: &str, s: &SyncStats) {
         s.flights.div_ceil(2),
         s.flights
     );
+    Ok(())
 }
 
 pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
@@ -190,7 +193,7 @@ pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
         None => fresh_dir()?,
     };
     let paths = [dir.join("alice.redb"), dir.join("bob.redb")];
-    println!(
+    out!(
         "weft demo: two replicas on the embedded store (redb) in {}",
         dir.display()
     );
@@ -199,7 +202,7 @@ pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
         Peer::open("bob", &paths[1], 2)?,
     ];
     if peers.iter().any(|p| !p.index.is_empty()) {
-        println!("(the stores are not empty: continuing from what they hold)");
+        out!("(the stores are not empty: continuing from what they hold)");
     }
 
     // A shared starting point.
@@ -210,7 +213,7 @@ pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
             tx.add("docs", "readme", "tags", "draft")
         })?;
     }
-    report("first sync", &sync(&mut peers)?);
+    report("first sync", &sync(&mut peers)?)?;
 
     // Concurrent edits, each side offline from the other.
     let mut ops = [0usize; 2];
@@ -233,12 +236,13 @@ pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
     ops[1] += peers[1].edit(|tx| tx.set("docs", "readme", "status", "published"))?;
     ops[0] += peers[0].edit(|tx| tx.set("docs", "readme", "summary", "fast"))?;
     ops[1] += peers[1].edit(|tx| tx.set("docs", "readme", "summary", "small"))?;
-    println!(
+    out!(
         "concurrent edits: alice {} ops (typed \", from alice\" at the end, views +3, tag +sync, status, summary), \
          bob {} ops (typed \"bob says: \" at the start, views +2, tag +crdt -draft, status, summary)",
-        ops[0], ops[1]
+        ops[0],
+        ops[1]
     );
-    report("sync", &sync(&mut peers)?);
+    report("sync", &sync(&mut peers)?)?;
 
     let converged = peers[0].state()? == peers[1].state()?
         && peers[0].index.root(&Scope::new(["docs"])) == peers[1].index.root(&Scope::new(["docs"]));
@@ -254,12 +258,12 @@ pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        println!(
+        out!(
             "{:>5}: body    {:?}",
             p.name,
             p.replica.text("docs", "readme", "body")?
         );
-        println!(
+        out!(
             "       views {}, tags {:?}, status {:?} (last writer wins), summary {:?} (merge handler)",
             row.counter("views").unwrap_or(0),
             tags,
@@ -271,10 +275,10 @@ pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
     show(&peers[0])?;
     if !converged {
         show(&peers[1])?;
-        println!("NOT CONVERGED: alice and bob differ");
+        out!("NOT CONVERGED: alice and bob differ");
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    out!(
         "converged: alice and bob hold identical state and the same Merkle root ({} ops)",
         peers[0].index.len()
     );
@@ -288,10 +292,10 @@ pub(crate) fn run(dir: Option<PathBuf>) -> Outcome {
     ];
     let survived = reopened[0].state()? == before[0] && reopened[1].state()? == before[1];
     if !survived {
-        println!("NOT DURABLE: the state read back from disk differs");
+        out!("NOT DURABLE: the state read back from disk differs");
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    out!(
         "closed and reopened from disk: {} + {} ops, the same state on both",
         reopened[0].index.len(),
         reopened[1].index.len()

@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use super::out;
+
 use weft::sim::{Config, History, Mutation, Summary, minimize, run as run_history};
 
 use super::Outcome;
@@ -82,7 +84,7 @@ pub(crate) fn run(options: &Options) -> Outcome {
                 histories += 1;
                 total.add(&s);
                 if options.verbose {
-                    println!(
+                    out!(
                         "seed {seed}: {} replicas, {} steps: {s:?}",
                         history.replicas,
                         history.steps.len()
@@ -95,23 +97,23 @@ pub(crate) fn run(options: &Options) -> Outcome {
                 if progress {
                     eprintln!();
                 }
-                println!("FAILED: {failure}");
-                println!("minimizing...");
+                out!("FAILED: {failure}");
+                out!("minimizing...");
                 match minimize(&history, &config) {
                     Some((small, again)) => {
-                        println!(
+                        out!(
                             "minimized history ({} of {} steps):",
                             small.steps.len(),
                             history.steps.len()
                         );
-                        print!("{small}");
-                        println!("it fails with: {again}");
+                        write!(std::io::stdout().lock(), "{small}")?;
+                        out!("it fails with: {again}");
                     }
                     None => {
-                        println!("(the history did not fail again: the run is not deterministic)")
+                        out!("(the history did not fail again: the run is not deterministic)")
                     }
                 }
-                println!(
+                out!(
                     "replay: cargo run --release -p weft -- simulate --seeds 1 --start {seed} --replicas {}-{} --steps {}-{}{}",
                     options.replicas.0,
                     options.replicas.1,
@@ -131,17 +133,20 @@ pub(crate) fn run(options: &Options) -> Outcome {
         eprintln!();
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    out!(
         "{histories} histories passed (seeds {}..{}) in {secs:.2} s: {:.1} histories/s",
         options.start,
         options.start.saturating_add(options.seeds),
         histories as f64 / secs.max(1e-9)
     );
-    println!(
+    out!(
         "  ops written {}, ops received {} ({} rejected for drift, then accepted), power cuts {}",
-        total.ops_written, total.ops_received, total.drift_rejections, total.crashes
+        total.ops_written,
+        total.ops_received,
+        total.drift_rejections,
+        total.crashes
     );
-    println!(
+    out!(
         "  messages {} ({} bytes; {} lost, {} duplicated), session timeouts {}, connections {}",
         total.messages,
         total.bytes,
