@@ -503,10 +503,14 @@ impl Session {
             // The other cannot tell a peer that is only behind (which our push completes, so
             // we send nothing more) from one with gaps; we can, by the check above.
             let cut = meet(&index.frontier(&self.scope), &h.frontier);
+            // A difference of d ids peels from about 1.35-1.7 d symbols; 1.5 d + 48 leaves a
+            // few rounds in a thousand needing a `More` (measured: 0.25% at d = 30; at d = 100
+            // none of 2,000 random key sets, 1 of 400 sessions in the tests). The estimate is
+            // only a floor on the difference when both sides have gaps; `More` covers the rest.
             let estimate = (count - pushed).abs_diff(h.count);
             let len = estimate
-                .saturating_mul(2)
-                .saturating_add(64)
+                .saturating_add(estimate / 2)
+                .saturating_add(48)
                 .min(self.config.max_sketch_symbols);
             let id = self.next_sketch_id;
             self.next_sketch_id += 1;
