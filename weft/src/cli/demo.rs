@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::out;
-
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use weft::crdt_core::{RedbStorage, Storage};
@@ -14,7 +12,7 @@ use weft::{
     Collection, ConflictPolicy, Field, Query, Replica, ScalarType, Schema, SystemClock, Value,
 };
 
-use super::Outcome;
+use super::{Outcome, out};
 
 type Store = Replica<RedbStorage, SystemClock>;
 

@@ -3,11 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use super::out;
-
 use weft::sim::{Config, History, Mutation, Summary, minimize, run as run_history};
 
-use super::Outcome;
+use super::{Outcome, out};
 
 /// Options of `weft simulate`.
 #[derive(clap::Args)]
