@@ -337,9 +337,9 @@ fn scattered_gaps_are_found_by_the_sketch() {
 /// of these 100 (at d = 30 about 0.25% of rounds, measured; see `Session`).
 #[test]
 fn a_hundred_scattered_gaps_take_two_round_trips_and_under_8_kb() {
+    let all = ops(0..5000);
     let mut slow = Vec::new();
     for seed in 0..100u64 {
-        let all = ops(0..5000);
         let mut rng = Rng(seed);
         let mut missing = BTreeSet::new();
         while missing.len() < 100 {
@@ -353,7 +353,7 @@ fn a_hundred_scattered_gaps_take_two_round_trips_and_under_8_kb() {
             .iter()
             .map(|&i| crdt_core::codec::encode_op(&all[i]).len() as u64 - 1)
             .sum();
-        let (mut net, expected, scope) = pair(all, b);
+        let (mut net, expected, scope) = pair(all.clone(), b);
         net.run(1_000)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         net.check(&scope, &expected)

@@ -99,19 +99,13 @@ fn simulate_refuses_bad_arguments() {
 /// SIGPIPE would, rather than a panic or a status that passes for success.
 #[test]
 fn a_closed_stdout_ends_the_run_quietly() {
-    for (name, args) in [
-        ("demo", vec!["demo", "--dir"]),
-        (
-            "simulate",
-            vec!["simulate", "--seeds", "1", "--steps", "5-10"],
-        ),
+    let dir = std::env::temp_dir().join(format!("weft-cli-pipe-{}", std::process::id()));
+    let dir = dir.to_str().expect("utf-8 temp dir");
+    for args in [
+        vec!["demo", "--dir", dir],
+        vec!["simulate", "--seeds", "1", "--steps", "5-10"],
     ] {
-        let dir = std::env::temp_dir().join(format!("weft-cli-pipe-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut args = args;
-        if name == "demo" {
-            args.push(dir.to_str().expect("utf-8 temp dir"));
-        }
+        let _ = std::fs::remove_dir_all(dir);
         // The read end is closed before the child starts, so its first write fails.
         let (reader, writer) = std::io::pipe().expect("a pipe");
         drop(reader);
@@ -120,9 +114,9 @@ fn a_closed_stdout_ends_the_run_quietly() {
             .stdout(writer)
             .output()
             .expect("the weft binary runs");
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(141), "{name}: {stderr}");
-        assert!(stderr.is_empty(), "{name}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{}: {stderr}", args[0]);
+        assert!(stderr.is_empty(), "{}: {stderr}", args[0]);
     }
 }

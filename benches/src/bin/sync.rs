@@ -250,30 +250,28 @@ impl Options {
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = |name: &str| {
+            let mut value = || {
                 it.next()
                     .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
+                    .ok_or_else(|| format!("{arg} needs a value"))
             };
             match arg.as_str() {
                 "--json" => o.json = true,
                 "--no-peers" => o.peers = false,
                 "--peers-only" => o.weft = false,
-                "--ops" => o.ops = number("--ops", value("--ops")?)?,
-                "--width" => o.width = number("--width", value("--width")?)?,
-                "--peer-ops" => o.peer_ops = number("--peer-ops", value("--peer-ops")?)?,
-                "--peer-actors" => {
-                    o.peer_actors = number("--peer-actors", value("--peer-actors")?)?
-                }
+                "--ops" => o.ops = number(arg, value()?)?,
+                "--width" => o.width = number(arg, value()?)?,
+                "--peer-ops" => o.peer_ops = number(arg, value()?)?,
+                "--peer-actors" => o.peer_actors = number(arg, value()?)?,
                 "--scenario" => {
-                    let v = value("--scenario")?;
+                    let v = value()?;
                     if !SCENARIOS.contains(&v.as_str()) {
                         return Err(format!("unknown scenario {v:?}"));
                     }
                     o.scenario = Some(v);
                 }
                 "--system" => {
-                    let v = value("--system")?;
+                    let v = value()?;
                     if !SYSTEMS.contains(&v.as_str()) {
                         return Err(format!("unknown system {v:?}"));
                     }
@@ -410,13 +408,21 @@ fn weft(opts: &Options, rows: &mut Vec<Row>) {
         }
         picked.into_iter().collect()
     };
-    let scenarios: Vec<(&str, Vec<usize>)> = vec![
-        ("identical", vec![]),
-        ("tail_100", (n.saturating_sub(100)..n).collect()),
-        ("scattered_100", scattered(100, &mut rng)),
-        ("scattered_10000", scattered(10_000, &mut rng)),
-        ("one_side_empty", (0..n).collect()),
-    ];
+    // In the order of `SCENARIOS` (the two scattered sets draw from one stream).
+    let scenarios: Vec<(&str, Vec<usize>)> = SCENARIOS
+        .iter()
+        .map(|&name| {
+            let missing = match name {
+                "identical" => vec![],
+                "tail_100" => (n.saturating_sub(100)..n).collect(),
+                "scattered_100" => scattered(100, &mut rng),
+                "scattered_10000" => scattered(10_000, &mut rng),
+                "one_side_empty" => (0..n).collect(),
+                other => unreachable!("scenario {other} has no case"),
+            };
+            (name, missing)
+        })
+        .collect();
     // weft as configured by default (the sketch, falling back to the descent), and the
     // range-digest descent alone (`--width`: bits per split, default 4).
     let mut descent = Config::default();
