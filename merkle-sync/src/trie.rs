@@ -222,45 +222,74 @@ impl Trie {
         let Some(crit) = crit_bit(&key, self.key_of(self.closest(&key))) else {
             return false;
         };
-        self.insert_at(key, digest, crit, eager);
+        self.insert_below(key, digest, crit, &mut Vec::with_capacity(32), eager);
         true
     }
 
     /// Inserts a batch, as [`Trie::insert`] without `eager` (dirty paths, for
-    /// [`Trie::refresh`]): `entries` must be sorted by key without duplicates. Every walk to a
-    /// closest key is done first, overlapped ([`Trie::closest_many`]), on the trie as it was;
-    /// a key's split point in the growing trie is then the later of its split from that
-    /// closest key and from the batch key inserted just before it (keys are sorted, so that
-    /// one shares the longest prefix with it among the batch's). Calls `new` on each key that
-    /// was not held.
+    /// [`Trie::refresh`]): `entries` must be sorted by key without duplicates. Calls `new` on
+    /// each key that was not held.
+    ///
+    /// A key's split point in the growing trie is the later of its split from the closest
+    /// key held before the batch and from the batch key inserted just before it (keys are
+    /// sorted, so that one shares the longest prefix with it among the batch's). The closest
+    /// held key of a batch key above every held key is the largest held key (the shared
+    /// prefix only shrinks further down), so only the keys below it need a walk; those walks
+    /// are done first, overlapped ([`Trie::closest_many`]), on the trie as it was. Each
+    /// insert then starts its walk down where the previous key's path leaves its own: both
+    /// take the same way through every node that splits before the bit where they differ.
+    /// A batch that extends the log at its end thus costs a few node visits a key.
     pub(crate) fn insert_sorted(&mut self, entries: &[(Key, Hash)], mut new: impl FnMut(&Key)) {
         debug_assert!(
             entries.windows(2).all(|w| w[0].0 < w[1].0),
             "insert_sorted takes sorted keys without duplicates"
         );
         let mut rest = entries;
+        let mut prev: Option<Key> = None;
         if self.root == NONE {
             let Some(((key, digest), tail)) = entries.split_first() else {
                 return;
             };
             self.push_first(*key, *digest);
             new(key);
+            prev = Some(*key);
             rest = tail;
         }
-        let keys: Vec<Key> = rest.iter().map(|e| e.0).collect();
+        let largest = *self.key_of(self.rightmost());
+        let below = rest.partition_point(|e| e.0 <= largest);
+        let keys: Vec<Key> = rest[..below].iter().map(|e| e.0).collect();
         let closest = self.closest_many(&keys);
-        let mut prev: Option<Key> = (rest.len() < entries.len()).then(|| entries[0].0);
-        for ((key, digest), r) in rest.iter().zip(closest) {
-            let Some(mut crit) = crit_bit(key, self.key_of(r)) else {
+        let mut path = Vec::with_capacity(64);
+        for (i, (key, digest)) in rest.iter().enumerate() {
+            let held = closest.get(i).map_or(largest, |&r| *self.key_of(r));
+            let Some(mut crit) = crit_bit(key, &held) else {
                 continue; // held before the batch
             };
-            if let Some(c) = prev.as_ref().and_then(|p| crit_bit(key, p)) {
-                crit = crit.max(c);
+            match prev.as_ref().and_then(|p| crit_bit(key, p)) {
+                Some(shared) => {
+                    crit = crit.max(shared);
+                    while path
+                        .last()
+                        .is_some_and(|&r: &Ref| self.nodes[r as usize].bit >= shared)
+                    {
+                        path.pop();
+                    }
+                }
+                None => path.clear(),
             }
-            self.insert_at(*key, *digest, crit, false);
+            self.insert_below(*key, *digest, crit, &mut path, false);
             new(key);
             prev = Some(*key);
         }
+    }
+
+    /// The leaf of the largest key (the trie is not empty).
+    fn rightmost(&self) -> Ref {
+        let mut r = self.root;
+        while r & LEAF == 0 {
+            r = self.nodes[r as usize].children[1];
+        }
+        r
     }
 
     /// The first key of an empty trie.
@@ -271,16 +300,21 @@ impl Trie {
     }
 
     /// Inserts `key`, which is not held and first differs from the keys it would sit beside at
-    /// bit `crit`, under a new inner node at that bit.
-    fn insert_at(&mut self, key: Key, digest: Hash, crit: u8, eager: bool) {
+    /// bit `crit`, under a new inner node at that bit. `path` holds the first nodes of the
+    /// key's way down from the root (every one splitting before `crit`, already marked dirty
+    /// unless `eager`), possibly none; the walk goes on from the last of them, and leaves
+    /// `path` holding the whole way down to the new inner node.
+    fn insert_below(&mut self, key: Key, digest: Hash, crit: u8, path: &mut Vec<Ref>, eager: bool) {
         let leaf_index = u32::try_from(self.keys.len()).expect("fewer than 2^31 ops a trie");
         assert!(leaf_index < LEAF, "fewer than 2^31 ops a trie");
-        // Every node on the way down gains the key. The path (at most 128 nodes, one per bit)
-        // is kept on the stack for an eager recompute.
-        let mut path = [0u32; 128];
-        let mut depth = 0;
-        let mut parent_slot: Option<(u32, usize)> = None;
-        let mut r = self.root;
+        // Every node on the way down gains the key.
+        let mut r = match path.last() {
+            Some(&p) => {
+                let n = &self.nodes[p as usize];
+                n.children[bit(&key, n.bit)]
+            }
+            None => self.root,
+        };
         while r & LEAF == 0 {
             let n = &mut self.nodes[r as usize];
             if n.bit > crit {
@@ -290,13 +324,8 @@ impl Trie {
                 self.dirty.push(r);
             }
             n.dirty = true;
-            if let Some(p) = path.get_mut(depth) {
-                *p = r;
-                depth += 1;
-            }
-            let side = bit(&key, n.bit);
-            parent_slot = Some((r, side));
-            r = n.children[side];
+            path.push(r);
+            r = n.children[bit(&key, n.bit)];
         }
         self.keys.push(key);
         self.leaf_digests.push(digest);
@@ -315,19 +344,22 @@ impl Trie {
             count: 0,
             any_leaf: leaf_index,
         });
-        match parent_slot {
+        match path.last() {
             None => self.root = new_inner,
-            Some((p, s)) => self.nodes[p as usize].children[s] = new_inner,
-        }
-        if !eager {
-            self.dirty.push(new_inner);
+            Some(&p) => {
+                let n = &mut self.nodes[p as usize];
+                n.children[bit(&key, n.bit)] = new_inner;
+            }
         }
         if eager {
             self.recompute(new_inner);
-            for &p in path[..depth].iter().rev() {
+            for &p in path.iter().rev() {
                 self.recompute(p);
             }
+        } else {
+            self.dirty.push(new_inner);
         }
+        path.push(new_inner);
     }
 
     /// Brings the digest and count of inner node `i` up to date from its children's.
@@ -603,10 +635,14 @@ mod tests {
             let mut batched = Trie::default();
             let mut single = Trie::default();
             let mut held = std::collections::BTreeSet::new();
-            for _round in 0..1 + next(6) {
+            // Odd seeds move the window up each round, so that batches mostly extend the
+            // trie past its largest key, as a log that grows at its end does.
+            let climb = if seed % 2 == 1 { space / 2 } else { 0 };
+            for round in 0..1 + next(6) {
+                let base = round * climb;
                 let mut batch: Vec<(Key, Hash)> = (0..next(200))
                     .map(|_| {
-                        let k = dense_key(next(space));
+                        let k = dense_key(base + next(space));
                         (k, digest(&k))
                     })
                     .collect();
