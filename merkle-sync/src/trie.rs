@@ -397,22 +397,23 @@ impl Trie {
             order[*slot] = i;
             *slot += 1;
         }
-        // Each recompute reads a clean child's digest and writes its own summary, both
-        // usually cache misses after scattered inserts. Touching them all first, in a loop of
-        // independent loads, lets the misses overlap; the recomputes then find them cached.
+        // Each recompute reads its children's digests and writes its own summary, usually
+        // cache misses after scattered inserts. The loop touches those of the node it will
+        // recompute `AHEAD` steps later, loads that nothing waits on, so that the misses
+        // overlap and each recompute finds its lines cached (touching all of them first, as
+        // this once did, evicts the first from the cache before their turn in a large batch).
+        const AHEAD: usize = 16;
         let mut touched = 0u8;
-        for &i in &order {
-            touched ^= self.sums[i as usize].digest[0];
-            for c in self.nodes[i as usize].children {
-                if c & LEAF != 0 || !self.nodes[c as usize].dirty {
+        for (j, &i) in order.iter().enumerate() {
+            if let Some(&a) = order.get(j + AHEAD) {
+                touched ^= self.sums[a as usize].digest[0];
+                for c in self.nodes[a as usize].children {
                     touched ^= self.digest_of(c)[0];
                 }
             }
-        }
-        std::hint::black_box(touched);
-        for i in order {
             self.recompute(i);
         }
+        std::hint::black_box(touched);
         // Keep the allocation for the next batch.
         self.dirty = dirty;
         self.dirty.clear();
