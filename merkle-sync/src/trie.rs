@@ -398,22 +398,26 @@ impl Trie {
             *slot += 1;
         }
         // Each recompute reads its children's digests and writes its own summary, usually
-        // cache misses after scattered inserts. The loop touches those of the node it will
-        // recompute `AHEAD` steps later, loads that nothing waits on, so that the misses
-        // overlap and each recompute finds its lines cached (touching all of them first, as
-        // this once did, evicts the first from the cache before their turn in a large batch).
-        const AHEAD: usize = 16;
-        let mut touched = 0u8;
-        for (j, &i) in order.iter().enumerate() {
-            if let Some(&a) = order.get(j + AHEAD) {
-                touched ^= self.sums[a as usize].digest[0];
-                for c in self.nodes[a as usize].children {
+        // cache misses after scattered inserts. Touching the lines of a block of nodes first,
+        // in a loop of loads that nothing else waits on, lets their misses overlap; the
+        // recomputes then find them cached. A block, not the whole list: in a large batch the
+        // first lines would leave the cache before their turn. (Touching a node a few steps
+        // ahead inside the hashing loop does not help: a load that misses holds up the
+        // hashing behind it until it completes.)
+        const BLOCK: usize = 256;
+        for block in order.chunks(BLOCK) {
+            let mut touched = 0u8;
+            for &i in block {
+                touched ^= self.sums[i as usize].digest[0];
+                for c in self.nodes[i as usize].children {
                     touched ^= self.digest_of(c)[0];
                 }
             }
-            self.recompute(i);
+            std::hint::black_box(touched);
+            for &i in block {
+                self.recompute(i);
+            }
         }
-        std::hint::black_box(touched);
         // Keep the allocation for the next batch.
         self.dirty = dirty;
         self.dirty.clear();
