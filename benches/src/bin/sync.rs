@@ -16,11 +16,11 @@
 //! tick-coarse: 0 for short runs). `hash_floor_ms` is the hashing that indexing the missing
 //! ops cannot avoid, timed alone in the same run: blake3 of each op's encoding (its leaf
 //! digest) and one 64-byte keyed blake3 for the inner node each new op adds (the nodes above
-//! it that it changes are not counted, so a real index hashes more). `--scenario NAME` runs one scenario and `--system NAME` one
-//! of the two weft systems. Each weft scenario runs `SYNC_REPEAT` times (default 5) and the
-//! best run is reported: the first runs of a process pay page faults on heap memory fresh from
-//! the OS (10 to 30 ms on `scattered_10000`), which later runs reuse, as a long-lived
-//! application does.
+//! it that it changes are not counted, so a real index hashes more). `--scenario NAME` runs
+//! one scenario and `--system NAME` one of the two weft systems. Each weft scenario runs
+//! `SYNC_REPEAT` times (default 5) and the best run is reported: the first runs of a process
+//! pay page faults on heap memory fresh from the OS (10 to 30 ms on `scattered_10000`), which
+//! later runs reuse, as a long-lived application does.
 //! Each scenario runs twice: `weft` (the default config: the sketch, falling back to the
 //! descent) and `weft-descent` (`Reconcile::Descent`, range digests only; `--width B` splits
 //! each differing range into `2^B` sub-ranges per message, default 4).
@@ -122,12 +122,12 @@ fn hash_floor_ms(ops: &[&Op], repeat: usize) -> f64 {
     (0..repeat)
         .map(|_| {
             let t = Instant::now();
+            // Independent hashes, as an index's leaves and the new inner nodes above them are.
             let mut acc = 0u8;
             for e in &encoded {
                 let leaf = blake3::hash(e);
                 let mut pair = [0u8; 64];
                 pair[..32].copy_from_slice(leaf.as_bytes());
-                pair[32] = acc;
                 acc ^= blake3::keyed_hash(&key, &pair).as_bytes()[0];
             }
             std::hint::black_box(acc);
