@@ -7,13 +7,13 @@
 //! `payload_bytes` is the encoded size of the ops one side lacked (as in an op batch, without a
 //! version byte each); `overhead_bytes` is everything else on the wire. Each side's log is a
 //! `crdt_core::MemoryStorage` (which keeps ops encoded, so frames copy stored bytes); `cpu_ms`
-//! is the CPU time (this thread's, from `/proc/thread-self/schedstat`, so other load on the
-//! machine does not count; wall time elsewhere) spent in both sessions and in indexing the
+//! is the CPU time (this thread's, from `CLOCK_THREAD_CPUTIME_ID`, so other load on the
+//! machine does not count; wall time off Linux) spent in both sessions and in indexing the
 //! received ops; storing them is the application's and is reported apart as `store_ms`
 //! (building the logs and indexes beforehand is not counted). `wall_ms` is the wall time of
 //! the same work (storing excluded). `send_ms`, `receive_ms` and `index_ms` split `cpu_ms`
-//! into `poll_transmit`, `handle_message` and `Index::insert_ops` (thread CPU time,
-//! tick-coarse: 0 for short runs). `hash_floor_ms` is the hashing that indexing the missing
+//! into `poll_transmit`, `handle_message` and `Index::insert_ops` (the same clock).
+//! `hash_floor_ms` is the hashing that indexing the missing
 //! ops cannot avoid, timed alone in the same run: blake3 of each op's encoding (its leaf
 //! digest) and one 64-byte keyed blake3 for the inner node each new op adds (the nodes above
 //! it that it changes are not counted, so a real index hashes more). `--scenario NAME` runs
@@ -86,27 +86,65 @@ struct Outcome {
     split_ms: [f64; 3],
 }
 
-/// CPU time this thread has run, in ns: `/proc/thread-self/schedstat` where there is one
-/// (Linux), so that other load on the machine does not inflate the figure; else wall time.
-/// The kernel updates it at scheduler ticks, so a reading lags by up to a tick (~4 ms): good
-/// for long runs, useless for a run of a few ms. A reading after the thread moved to the
-/// other core can come out a little below the one before; readings are kept monotonic, so
-/// that differences of them never wrap.
+/// CPU time this thread has run, in ns: `CLOCK_THREAD_CPUTIME_ID` on Linux, which the kernel
+/// brings up to date at each reading (so it is exact to well under a microsecond, and other
+/// load on the machine does not count); wall time elsewhere. Readings are kept monotonic, so
+/// that differences of them never wrap even if a reading after a move to the other core came
+/// out a little below the one before.
 #[allow(clippy::disallowed_methods, reason = "the bench times itself")]
 fn cpu_ns() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     thread_local! {
         static LAST: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
-    let now = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| START.get_or_init(Instant::now).elapsed().as_nanos() as u64);
+    let now = thread_cpu::now_ns().unwrap_or_else(|| {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    });
     LAST.with(|last| {
         let t = now.max(last.get());
         last.set(t);
         t
     })
+}
+
+/// The calling thread's CPU clock, without a dependency: glibc and musl both export
+/// `clock_gettime`, and `CLOCK_THREAD_CPUTIME_ID` is 3 on every Linux architecture.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code, reason = "one libc call with a local out-parameter")]
+mod thread_cpu {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+    pub(super) fn now_ns() -> Option<u64> {
+        let mut ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc != 0 {
+            return None;
+        }
+        let s = u64::try_from(ts.tv_sec).ok()?;
+        let ns = u64::try_from(ts.tv_nsec).ok()?;
+        s.checked_mul(1_000_000_000)?.checked_add(ns)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod thread_cpu {
+    pub(super) fn now_ns() -> Option<u64> {
+        None
+    }
 }
 
 /// The hashing that indexing `ops` cannot avoid, in ms, the best of `repeat` timings (see
@@ -134,17 +172,6 @@ fn hash_floor_ms(ops: &[&Op], repeat: usize) -> f64 {
             t.elapsed().as_secs_f64() * 1e3
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-/// The CPU time of a run, in ms: the thread's CPU time when it is long enough for the tick
-/// granularity not to matter (50 ms and up), else the wall time (which, for the best of a
-/// few short runs, is the CPU time unless the thread was preempted).
-fn cpu_figure(o: &Outcome) -> f64 {
-    if o.cpu_ms >= 50.0 {
-        o.cpu_ms
-    } else {
-        o.wall_ms
-    }
 }
 
 #[allow(clippy::disallowed_methods, reason = "the bench times itself")]
@@ -499,9 +526,8 @@ fn weft(opts: &Options, rows: &mut Vec<Row>) {
             if only_system.is_some_and(|o| o != *system) {
                 continue;
             }
-            // The best of `repeat` runs (see `cpu_figure`), whatever their length: the first
-            // run of a process is slower (fresh heap pages fault in) and can pass 50 ms where
-            // later ones do not.
+            // The best of `repeat` runs: the first run of a process is slower (fresh heap
+            // pages fault in) and can pass 50 ms where later ones do not.
             let mut best: Option<Outcome> = None;
             for _ in 0..opts.repeat {
                 let mut logs = [full.clone(), partial_log.clone()];
@@ -512,15 +538,11 @@ fn weft(opts: &Options, rows: &mut Vec<Row>) {
                     logs[1].len().expect("len"),
                     "{name}: not converged"
                 );
-                if best
-                    .as_ref()
-                    .is_none_or(|b| cpu_figure(&out) < cpu_figure(b))
-                {
+                if best.as_ref().is_none_or(|b| out.cpu_ms < b.cpu_ms) {
                     best = Some(out);
                 }
             }
-            let mut out = best.expect("ran once");
-            out.cpu_ms = cpu_figure(&out);
+            let out = best.expect("ran once");
             let overhead = out.wire_bytes.saturating_sub(payload);
             if json {
                 println!(
