@@ -24,6 +24,10 @@ pub enum Reconcile {
     Descent,
 }
 
+/// The symbols of one sketch a session sends, re-sent ones included, at most: this many times
+/// [`Config::max_sketch_symbols`]. More ends the session with [`SessionError::SketchFailed`].
+const SKETCH_RESEND_FACTOR: u64 = 4;
+
 /// Sub-ranges per `Ranges` message that a session sends (the decoder accepts up to 2^15).
 const RANGE_CHILDREN_PER_MESSAGE: usize = 4096;
 
@@ -41,7 +45,7 @@ pub struct Config {
     /// How scattered gaps are found.
     pub reconcile: Reconcile,
     /// The descent splits each differing range into `2^descent_width` sub-ranges per
-    /// message (at most 8: 256 sub-ranges).
+    /// message: 1 to 8 bits (2 to 256 sub-ranges); a value outside is taken as the nearest.
     pub descent_width: u8,
     /// Time without progress before a round restarts, in the caller's time unit (ms).
     pub retransmit_after: u64,
@@ -89,7 +93,8 @@ pub enum SessionError {
     /// The peer sent an op outside the scope.
     #[error("the peer sent an op of collection {0:?}, outside the scope")]
     OutOfScope(String),
-    /// The peer's sketch messages exceed [`Config::max_sketch_symbols`].
+    /// The peer's sketch messages exceed [`Config::max_sketch_symbols`], or it asked for
+    /// more symbols of our sketch than that budget, lost chunks included, could explain.
     #[error("the peer's sketch exceeds the symbol budget")]
     SketchFailed,
     /// Rounds kept timing out without progress.
@@ -189,8 +194,9 @@ pub struct Session {
     next_sketch_id: u64,
     /// The highest id of a peer sketch seen (0: none).
     last_sketch_in: u64,
-    /// The sketch we send: id, cut, and our root when it began.
-    sketch_out: Option<(u64, VersionVector, Digest)>,
+    /// The sketch we send: id, cut, our root when it began, and the symbols sent of it so
+    /// far (re-sent ones too), which [`SKETCH_RESEND_FACTOR`] bounds.
+    sketch_out: Option<(u64, VersionVector, Digest, u64)>,
     decoding: Option<Decoding>,
     sketch_failures: u32,
     /// Our frontier in our latest Hello: the peer pushes what is above it, so the descent
@@ -420,11 +426,21 @@ impl Session {
                 symbols,
             } => self.on_sketch(now, id, cut, start, end, &symbols, index),
             Message::More { id, start, len } => {
-                let Some((sid, cut, at)) = self.sketch_out.clone().filter(|s| s.0 == id) else {
+                let Some((sid, cut, at, sent)) = self.sketch_out.clone().filter(|s| s.0 == id)
+                else {
                     return Ok(());
                 };
-                if start.saturating_add(len) > self.config.max_sketch_symbols {
+                // An honest peer asks for at most the budget, plus the chunks it lost again:
+                // past a few times the budget it is making us work for nothing.
+                let budget = self.config.max_sketch_symbols;
+                let total = sent.saturating_add(len);
+                if start.saturating_add(len) > budget
+                    || total > budget.saturating_mul(SKETCH_RESEND_FACTOR)
+                {
                     return Err(SessionError::SketchFailed);
+                }
+                if let Some(out) = &mut self.sketch_out {
+                    out.3 = total;
                 }
                 if at != index.root(&self.scope) {
                     // Our log changed since the sketch began: its symbols would not add up.
@@ -514,7 +530,7 @@ impl Session {
                 .min(self.config.max_sketch_symbols);
             let id = self.next_sketch_id;
             self.next_sketch_id += 1;
-            self.sketch_out = Some((id, cut.clone(), root));
+            self.sketch_out = Some((id, cut.clone(), root, len));
             self.send_sketch(id, &cut, 0, len, index);
         } else if h.epoch > 1 {
             // The peer restarted a round and expects our sketch's sender to hear from us: our
@@ -733,10 +749,11 @@ impl Session {
                 children: vec![Child::Ids(Vec::new())],
             };
         };
+        // At least one bit, or a reply would repeat the range it answers and never end.
         let width = self
             .config
             .descent_width
-            .min(MAX_RANGE_WIDTH)
+            .clamp(1, MAX_RANGE_WIDTH)
             .min(128 - bits);
         let split = crit.min(128 - width).max(bits);
         let prefix = mask(&key, split);
@@ -791,7 +808,10 @@ impl Session {
                         false
                     }
                 });
-                let above = u128::from_be_bytes(below) | (u128::MAX >> e.split);
+                // A split at bit 128 (allowed on the wire) names one key: nothing is under it
+                // past `below`.
+                let under = u128::MAX.checked_shr(u32::from(e.split)).unwrap_or(0);
+                let above = u128::from_be_bytes(below) | under;
                 if let Some(next) = above.checked_add(1) {
                     index.for_each_in(name, &e.prefix, e.bits, &next.to_be_bytes(), |k| {
                         push.push(*k);

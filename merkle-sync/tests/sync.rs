@@ -631,6 +631,71 @@ fn hostile_bytes_never_panic() {
     }
 }
 
+/// Every op a session sends while draining `poll_transmit`.
+fn drain(s: &mut Session, index: &Index, log: &BTreeMap<OpId, Op>) -> u64 {
+    let before = s.stats().ops_sent;
+    while let Some(_) = s.poll_transmit(10, index, log).unwrap() {}
+    s.stats().ops_sent - before
+}
+
+#[test]
+fn a_range_split_at_the_last_bit_names_one_key() {
+    // A split at bit 128 is well formed: the range under it is one key. The peer holds
+    // nothing there, so everything we hold in the collection is pushed (a shift by 128 once
+    // panicked here in debug builds and pushed only the ids below the key in release).
+    let log: BTreeMap<OpId, Op> = ops(0..50).into_iter().map(|o| (o.id, o)).collect();
+    let index = Index::from_ops(log.values());
+    let key = log.keys().nth(25).unwrap().to_bytes();
+    let mut msg = vec![7, 1, 0, 0, 128, 0];
+    msg.extend(key);
+    msg.push(0); // one child: no ids
+    let (mut s, _) = session_pair(&index, &index, &Scope::new(["a"]));
+    drain(&mut s, &index, &log);
+    s.handle_message(1, &msg, &index).unwrap();
+    assert_eq!(drain(&mut s, &index, &log), 50);
+}
+
+#[test]
+fn asking_for_a_sketch_again_and_again_ends_the_session() {
+    // Both logs cover the same frontier; a has more ops, so it sends the sketch (id 1). A
+    // peer that keeps asking for its symbols gets them up to a few times the budget, then
+    // the session ends: the work a peer can make us do per sketch is bounded.
+    let all = ops(0..400);
+    let a: BTreeMap<OpId, Op> = all.iter().map(|o| (o.id, o.clone())).collect();
+    // Every other op, and the last of each replica, so that the frontiers are equal.
+    let b: Vec<Op> = all.iter().step_by(2).chain(&all[397..]).cloned().collect();
+    let (ia, ib) = (Index::from_ops(a.values()), Index::from_ops(&b));
+    let mut config = Config::default();
+    config.max_sketch_symbols = 256;
+    let scope = Scope::new(["a"]);
+    let mut sa = Session::new(0, scope.clone(), config.clone(), &ia);
+    let mut sb = Session::new(0, scope, config, &ib);
+    let b_log: BTreeMap<OpId, Op> = b.iter().map(|o| (o.id, o.clone())).collect();
+    let hello = sb.poll_transmit(0, &ib, &b_log).unwrap().unwrap();
+    drain(&mut sa, &ia, &a);
+    sa.handle_message(1, &hello, &ia).unwrap();
+    let mut sketch_messages = 0;
+    while let Some(m) = sa.poll_transmit(1, &ia, &a).unwrap() {
+        sketch_messages += usize::from(m[0] == 3);
+    }
+    assert!(sketch_messages > 0, "a sends a sketch");
+    let more = [4u8, 1, 0, 0x80, 0x02]; // More { id: 1, start: 0, len: 256 }
+    let mut answered = 0;
+    let err = loop {
+        match sa.handle_message(2, &more, &ia) {
+            Ok(()) => answered += 1,
+            Err(e) => break e,
+        }
+        while sa.poll_transmit(2, &ia, &a).unwrap().is_some() {}
+        assert!(answered < 100, "still answering");
+    };
+    assert!(matches!(err, SessionError::SketchFailed), "{err:?}");
+    assert!(
+        answered >= 2,
+        "a lost chunk or two is asked for again: {answered}"
+    );
+}
+
 #[test]
 fn oversized_and_overcounted_messages_are_refused_before_allocating() {
     let index = Index::new();
@@ -696,7 +761,8 @@ fn missing_on_either_side() -> u64 {
 
 #[test]
 fn scattered_gaps_are_found_by_the_descent() {
-    for width in [1, 4, 8] {
+    // 0 and 9 are outside 1-8 and taken as 1 and 8 (0 once repeated one range forever).
+    for width in [0, 1, 4, 8, 9] {
         let mut config = Config::default();
         config.reconcile = Reconcile::Descent;
         config.descent_width = width;
