@@ -20,7 +20,8 @@
 //! 2. Each side pushes at once every op above the other's frontier. If the rest of its log
 //!    then equals the peer's root (checked without changing the tree), the push completes the
 //!    peer and this side lacks nothing: one round trip for a peer that is only behind.
-//! 3. Otherwise the side with the lower root sends sketch symbols of the ops both frontiers
+//! 3. Otherwise the side with more ops (the higher root on a tie) sends sketch symbols of the
+//!    ops both frontiers
 //!    cover; the other subtracts its own, peels the difference, pushes what the peer lacks and
 //!    asks for what it lacks. More symbols are asked for if the difference does not peel;
 //!    past the symbol budget the round falls back to a range-digest descent: each side sends

@@ -175,6 +175,11 @@ impl Decoding {
 /// Every input and output takes the caller's [`Index`] (and the [`OpSource`] where ops are
 /// read), so the session always sees the log as it is now, including ops applied from other
 /// sessions or written locally. Time is an argument (`now`, in ms); nothing is random.
+///
+/// A transport should drain `poll_transmit` (as far as the link takes it) before it reads the
+/// next message: replies are queued in the session, and reading on while the peer does not
+/// read our side would let a hostile peer grow that queue. Ops are not queued as bytes: a
+/// frame is read from the log when `poll_transmit` fills it.
 pub struct Session {
     scope: Scope,
     scope_digest: [u8; 16],
@@ -301,7 +306,9 @@ impl Session {
             return self.finish(now, Err(e), index);
         }
         self.stats.retransmits += 1;
-        self.backoff = self.backoff.saturating_mul(2).min(60_000);
+        // Doubling, up to a minute in ms, or `retransmit_after` where that is longer.
+        let cap = self.config.retransmit_after.max(60_000);
+        self.backoff = self.backoff.saturating_mul(2).min(cap);
         // A sketch that stalled on lost chunks asks for the rest; anything else restarts the
         // round.
         let gap = match self.decoding.as_mut() {
