@@ -448,34 +448,85 @@ impl Index {
         })
     }
 
-    /// Symbols `start..start + len` of the sketch of the ops in scope that `cut` covers.
+    /// The local side of one sketch over the ops in scope that `cut` covers, for
+    /// [`Index::sketch`]: the ids above the cut, listed once.
+    pub(crate) fn local_sketch(&self, scope: &Scope, cut: &VersionVector) -> LocalSketch {
+        LocalSketch {
+            above: self
+                .in_scope(scope)
+                .flat_map(|(_, c)| c.above(cut))
+                .collect(),
+            tails: BTreeMap::new(),
+            walks: 0,
+        }
+    }
+
+    /// Symbols `start..start + len` of the sketch `local` describes, at most `budget` symbols
+    /// into the stream. Each collection's symbols come from its cache where that reaches,
+    /// and past it from `local`'s tail, which a walk over the collection extends to at least
+    /// twice its length when a request passes its end: a sketch costs a few walks however
+    /// the peer slices its requests. The index must not change while `local` is in use.
     pub(crate) fn sketch(
         &self,
         scope: &Scope,
-        cut: &VersionVector,
+        local: &mut LocalSketch,
         start: u64,
         len: usize,
+        budget: u64,
     ) -> Vec<Symbol> {
         let mut out = vec![Symbol::default(); len];
         let end = start.saturating_add(len as u64);
-        for (_, c) in self.in_scope(scope) {
-            if end <= c.sketch.len() as u64 {
-                let cached = &c.sketch[start as usize..end as usize];
-                for (o, s) in out.iter_mut().zip(cached) {
+        for (name, c) in self.in_scope(scope) {
+            let cached = c.sketch.len() as u64;
+            // From the cache: symbols start..min(end, cached).
+            if start < cached {
+                let upto = end.min(cached);
+                let from_cache = &c.sketch[start as usize..upto as usize];
+                for (o, s) in out.iter_mut().zip(from_cache) {
                     *o = o.plus(s);
                 }
-            } else {
+            }
+            if end <= cached {
+                continue;
+            }
+            // From the tail: symbols max(start, cached)..end, the tail holding cached.. on.
+            let tail = local.tails.entry(name.to_owned()).or_default();
+            let have = cached + tail.len() as u64;
+            if end > have {
+                let target = end.max(have.saturating_mul(2)).min(budget.max(end));
+                let mut block = vec![Symbol::default(); (target - have) as usize];
                 c.trie.for_each_from(&[0; 16], |k, _| {
-                    sketch::add_item(&mut out, start, k, 1);
+                    sketch::add_item(&mut block, have, k, 1);
                     true
                 });
+                tail.extend(block);
+                local.walks += 1;
             }
-            for k in c.above(cut) {
-                sketch::add_item(&mut out, start, &k, -1);
+            let from = start.max(cached);
+            let at = (from - cached) as usize;
+            let take = (end - from) as usize;
+            for (o, s) in out[(from - start) as usize..]
+                .iter_mut()
+                .zip(&tail[at..at + take])
+            {
+                *o = o.plus(s);
             }
+        }
+        for k in &local.above {
+            sketch::add_item(&mut out, start, k, -1);
         }
         out
     }
+}
+
+/// What [`Index::sketch`] keeps for one sketch: the in-scope ids above its cut, and per
+/// collection the symbols computed past the index's cache.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LocalSketch {
+    above: Vec<Key>,
+    tails: BTreeMap<String, Vec<Symbol>>,
+    /// Walks over a collection made to extend a tail.
+    walks: u32,
 }
 
 /// The pointwise minimum of two frontiers: what both certainly cover.
@@ -506,6 +557,60 @@ mod tests {
             deps: vec![],
             payload: Payload::Write(Value::Int(ms as i64)),
         }
+    }
+
+    #[test]
+    fn sketches_past_the_cache_match_a_fresh_sketch_in_few_walks() {
+        // Two collections of different sizes (caches of 1024 and 64 symbols), a cut that
+        // leaves some ops of each above it, and requests that cross the cache's end, then
+        // creep past it one symbol at a time, as a hostile peer's chunks would.
+        let ops: Vec<Op> = (0..10_000u64)
+            .map(|i| op(if i % 10 == 0 { "b" } else { "a" }, 10 + i, 1 + i % 3))
+            .collect();
+        let index = Index::from_ops(&ops);
+        let scope = Scope::new(["a", "b"]);
+        let mut cut = VersionVector::new();
+        for r in 1..=3 {
+            cut.observe(OpId::new(
+                Timestamp::new(9_500, 0).unwrap(),
+                ReplicaId::new(r),
+            ));
+        }
+        let covered: Vec<Key> = ops
+            .iter()
+            .filter(|o| cut.covers(o.id))
+            .map(|o| o.id.to_bytes())
+            .collect();
+        assert!(covered.len() < ops.len() && covered.len() > 9_000);
+        let fresh = |start: u64, len: usize| {
+            let mut out = vec![Symbol::default(); len];
+            for k in &covered {
+                sketch::add_item(&mut out, start, k, 1);
+            }
+            out
+        };
+        assert_eq!(index.collections["a"].sketch.len(), 1024);
+        assert_eq!(index.collections["b"].sketch.len(), 64);
+        let mut local = index.local_sketch(&scope, &cut);
+        for (start, len) in [(0, 100), (1000, 100), (100, 3000)] {
+            let got = index.sketch(&scope, &mut local, start, len, 1 << 20);
+            assert_eq!(got, fresh(start, len), "{start}+{len}");
+        }
+        let walks = local.walks;
+        for start in 3100..3400 {
+            let got = index.sketch(&scope, &mut local, start, 1, 1 << 20);
+            assert_eq!(got, fresh(start, 1), "{start}");
+        }
+        // Each request past a tail's end at least doubled it: 5 walks for three requests
+        // ("a" to 2048 and 4096, "b" to 128, 1100 and 3100), then 300 one-symbol requests
+        // cost one walk ("b" to 6200), not 300.
+        assert_eq!(walks, 5);
+        assert_eq!(local.walks, walks + 1);
+        // Never past the budget, unless a request itself goes further.
+        let mut local = index.local_sketch(&scope, &cut);
+        let got = index.sketch(&scope, &mut local, 5000, 10, 5010);
+        assert_eq!(got, fresh(5000, 10));
+        assert!(local.tails.values().all(|t| t.len() <= 5010));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crdt_core::{Op, OpId, VersionVector};
 
-use crate::index::{Digest, Index, Scope, meet};
+use crate::index::{Digest, Index, LocalSketch, Scope, meet};
 use crate::message::{
     Child, Hello, MAX_RANGE_WIDTH, Message, MessageError, RANGE_IDS, RangeEntry, ops_frame,
 };
@@ -134,11 +134,23 @@ enum State {
     Failed,
 }
 
+/// The sketch this side sends.
+struct SketchOut {
+    id: u64,
+    cut: VersionVector,
+    /// Our root when it began: once the log changed its symbols would not add up.
+    root: Digest,
+    /// Symbols sent so far, re-sent ones included, which [`SKETCH_RESEND_FACTOR`] bounds.
+    sent: u64,
+    local: LocalSketch,
+}
+
 struct Decoding {
     id: u64,
     /// Our root when decoding began: the local symbols of later chunks must be of this set.
     local_root: Digest,
-    cut: VersionVector,
+    /// The local symbols to subtract: of the ops in scope that the sketch's cut covers.
+    local: LocalSketch,
     end: u64,
     decoder: Decoder,
     /// Chunks that arrived ahead of a gap, by start.
@@ -199,9 +211,8 @@ pub struct Session {
     next_sketch_id: u64,
     /// The highest id of a peer sketch seen (0: none).
     last_sketch_in: u64,
-    /// The sketch we send: id, cut, our root when it began, and the symbols sent of it so
-    /// far (re-sent ones too), which [`SKETCH_RESEND_FACTOR`] bounds.
-    sketch_out: Option<(u64, VersionVector, Digest, u64)>,
+    /// The sketch we send.
+    sketch_out: Option<SketchOut>,
     decoding: Option<Decoding>,
     sketch_failures: u32,
     /// Our frontier in our latest Hello: the peer pushes what is above it, so the descent
@@ -433,28 +444,26 @@ impl Session {
                 symbols,
             } => self.on_sketch(now, id, cut, start, end, &symbols, index),
             Message::More { id, start, len } => {
-                let Some((sid, cut, at, sent)) = self.sketch_out.clone().filter(|s| s.0 == id)
-                else {
+                let budget = self.config.max_sketch_symbols;
+                let root = index.root(&self.scope);
+                let Some(out) = self.sketch_out.as_mut().filter(|s| s.id == id) else {
                     return Ok(());
                 };
                 // An honest peer asks for at most the budget, plus the chunks it lost again:
                 // past a few times the budget it is making us work for nothing.
-                let budget = self.config.max_sketch_symbols;
-                let total = sent.saturating_add(len);
+                let total = out.sent.saturating_add(len);
                 if start.saturating_add(len) > budget
                     || total > budget.saturating_mul(SKETCH_RESEND_FACTOR)
                 {
                     return Err(SessionError::SketchFailed);
                 }
-                if let Some(out) = &mut self.sketch_out {
-                    out.3 = total;
-                }
-                if at != index.root(&self.scope) {
+                out.sent = total;
+                if out.root != root {
                     // Our log changed since the sketch began: its symbols would not add up.
                     self.sketch_out = None;
                     self.send_hello(now, index);
                 } else {
-                    self.send_sketch(sid, &cut, start, start + len, index);
+                    self.send_sketch(start, start + len, index);
                 }
                 Ok(())
             }
@@ -537,8 +546,14 @@ impl Session {
                 .min(self.config.max_sketch_symbols);
             let id = self.next_sketch_id;
             self.next_sketch_id += 1;
-            self.sketch_out = Some((id, cut.clone(), root, len));
-            self.send_sketch(id, &cut, 0, len, index);
+            self.sketch_out = Some(SketchOut {
+                id,
+                local: index.local_sketch(&self.scope, &cut),
+                cut,
+                root,
+                sent: len,
+            });
+            self.send_sketch(0, len, index);
         } else if h.epoch > 1 {
             // The peer restarted a round and expects our sketch's sender to hear from us: our
             // first flight of this round may be long gone.
@@ -547,18 +562,29 @@ impl Session {
         Ok(())
     }
 
-    fn send_sketch(&mut self, id: u64, cut: &VersionVector, start: u64, end: u64, index: &Index) {
-        let symbols = index.sketch(&self.scope, cut, start, (end - start) as usize);
+    /// Sends symbols `start..end` of the sketch in `sketch_out`.
+    fn send_sketch(&mut self, start: u64, end: u64, index: &Index) {
+        let Some(mut out) = self.sketch_out.take() else {
+            return;
+        };
+        let symbols = index.sketch(
+            &self.scope,
+            &mut out.local,
+            start,
+            (end - start) as usize,
+            self.config.max_sketch_symbols,
+        );
         let per = self.config.symbols_per_message.max(1);
         for (i, chunk) in symbols.chunks(per).enumerate() {
             self.send(&Message::Sketch {
-                id,
-                cut: cut.clone(),
+                id: out.id,
+                cut: out.cut.clone(),
                 start: start + (i * per) as u64,
                 end,
                 symbols: chunk.to_vec(),
             });
         }
+        self.sketch_out = Some(out);
     }
 
     #[allow(clippy::too_many_arguments, reason = "the fields of one message")]
@@ -584,7 +610,7 @@ impl Session {
             self.decoding = Some(Decoding {
                 id,
                 local_root: index.root(&self.scope),
-                cut,
+                local: index.local_sketch(&self.scope, &cut),
                 end,
                 decoder: Decoder::default(),
                 stash: BTreeMap::new(),
@@ -623,7 +649,13 @@ impl Session {
         let mut next = Some(symbols.to_vec());
         while let Some(chunk) = next {
             let at = d.decoder.len();
-            let local = index.sketch(&self.scope, &d.cut, at, chunk.len());
+            let local = index.sketch(
+                &self.scope,
+                &mut d.local,
+                at,
+                chunk.len(),
+                self.config.max_sketch_symbols,
+            );
             if d.decoder.extend(&chunk, &local).is_err() {
                 // The peer's symbols do not add up (its log changed, or it is hostile).
                 self.sketch_failures += 1;

@@ -720,7 +720,7 @@ fn hostile_bytes_never_panic() {
 /// Every op a session sends while draining `poll_transmit`.
 fn drain(s: &mut Session, index: &Index, log: &BTreeMap<OpId, Op>) -> u64 {
     let before = s.stats().ops_sent;
-    while let Some(_) = s.poll_transmit(10, index, log).unwrap() {}
+    while s.poll_transmit(10, index, log).unwrap().is_some() {}
     s.stats().ops_sent - before
 }
 
