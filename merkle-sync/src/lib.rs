@@ -103,6 +103,7 @@
 #![warn(missing_docs)]
 
 mod arena;
+mod batch_hash;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;

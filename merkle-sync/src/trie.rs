@@ -7,6 +7,7 @@
 //! about `log2 n` for keys spread like timestamps.
 
 use crate::arena::Arena;
+use crate::batch_hash::{self, Job};
 
 /// A 32-byte blake3 digest.
 pub(crate) type Hash = [u8; 32];
@@ -404,7 +405,13 @@ impl Trie {
         // first lines would leave the cache before their turn. (Touching a node a few steps
         // ahead inside the hashing loop does not help: a load that misses holds up the
         // hashing behind it until it completes.)
+        //
+        // Nodes that split at the same bit are independent (a node's children split later),
+        // and the order keeps them together: each such run of a block is hashed as one batch,
+        // sixteen nodes at a time where the CPU allows ([`batch_hash`]).
         const BLOCK: usize = 256;
+        let mut jobs = Vec::with_capacity(BLOCK);
+        let mut digests = vec![[0u8; 32]; BLOCK];
         for block in order.chunks(BLOCK) {
             let mut touched = 0u8;
             for &i in block {
@@ -414,8 +421,34 @@ impl Trie {
                 }
             }
             std::hint::black_box(touched);
-            for &i in block {
-                self.recompute(i);
+            let mut rest = block;
+            while let Some(&first) = rest.first() {
+                let bit = self.nodes[first as usize].bit;
+                let len = rest
+                    .iter()
+                    .position(|&i| self.nodes[i as usize].bit != bit)
+                    .unwrap_or(rest.len());
+                let (run, after) = rest.split_at(len);
+                jobs.clear();
+                jobs.extend(run.iter().map(|&i| {
+                    let [a, b] = self.nodes[i as usize].children;
+                    let mut input = [0u8; 64];
+                    input[..32].copy_from_slice(self.digest_of(a));
+                    input[32..].copy_from_slice(self.digest_of(b));
+                    Job { bit, input }
+                }));
+                let out = &mut digests[..run.len()];
+                batch_hash::keyed_many(&INNER_KEY, &jobs, out);
+                for (&i, digest) in run.iter().zip(out.iter()) {
+                    let [a, b] = self.nodes[i as usize].children;
+                    // Both counts are below 2^31 (the leaf arena's bound), so the sum fits.
+                    let count = (self.count_of(a) + self.count_of(b)) as u32;
+                    let s = &mut self.sums[i as usize];
+                    s.digest = *digest;
+                    s.count = count;
+                    self.nodes[i as usize].dirty = false;
+                }
+                rest = after;
             }
         }
         // Keep the allocation for the next batch.
