@@ -1,13 +1,14 @@
-//! Inner-node digests in batches: blake3 in keyed mode over 64 bytes, one compression each,
-//! sixteen at a time in the lanes of AVX-512 registers where the CPU has them, else one at a
-//! time through the `blake3` crate. The two give the same bytes (the tests compare them on
-//! every build, and the trie's golden digests pin both).
+//! blake3 of many short inputs at once: inner-node digests (keyed mode over 64 bytes, one
+//! compression each) and leaf digests (plain mode over an op's encoding, up to one 1 KiB
+//! chunk), sixteen at a time in the lanes of AVX-512 registers where the CPU has them, else
+//! one at a time through the `blake3` crate. The two give the same bytes (the tests compare
+//! them on every build, and the golden digests pin both).
 //!
 //! Why: a refresh after scattered inserts hashes tens of thousands of independent nodes (all
-//! the dirty nodes that split at one bit are independent of each other), and the `blake3`
-//! crate hashes a 64-byte input with one compression on one lane: about 80-170 ns here. Its
-//! wide paths only serve the chunks of one long input. Sixteen independent compressions in
-//! lockstep cost about as much as two.
+//! the dirty nodes that split at one bit are independent of each other), a batch of received
+//! ops as many leaves, and the `blake3` crate hashes a short input one compression at a time
+//! on one lane: about 80-170 ns a compression here. Its wide paths only serve the chunks of
+//! one long input. Sixteen independent compressions in lockstep cost about as much as two.
 
 /// One inner node to hash: the node's bit (the last byte of its key) and its two children's
 /// digests, `left ‖ right`.
@@ -42,6 +43,59 @@ pub(crate) fn keyed_many(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
 #[cfg(target_arch = "x86_64")]
 const MIN_WIDE: usize = 6;
 
+/// Inputs up to this long are one blake3 chunk, which the wide path hashes; longer ones go
+/// through the crate.
+const CHUNK_LEN: usize = 1024;
+
+/// `out[i]` = blake3 (plain mode) of `inputs[i]`; `out` is as long as `inputs`.
+pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
+    debug_assert_eq!(inputs.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // Lanes hash in lockstep, so inputs are grouped by their number of blocks.
+            let mut groups: [Vec<usize>; CHUNK_LEN / 64] = Default::default();
+            let flush = |group: &mut Vec<usize>, out: &mut [[u8; 32]]| {
+                let mut lanes: [&[u8]; avx512::LANES] = [&[]; avx512::LANES];
+                for (lane, &i) in lanes.iter_mut().zip(group.iter()) {
+                    *lane = inputs[i];
+                }
+                let lanes = &lanes[..group.len()];
+                let mut digests = [[0u8; 32]; avx512::LANES];
+                avx512::hash16(lanes, &mut digests[..lanes.len()]);
+                for (&i, d) in group.iter().zip(&digests) {
+                    out[i] = *d;
+                }
+                group.clear();
+            };
+            for (i, input) in inputs.iter().enumerate() {
+                if input.len() > CHUNK_LEN {
+                    out[i] = *blake3::hash(input).as_bytes();
+                    continue;
+                }
+                let group = &mut groups[input.len().saturating_sub(1) / 64];
+                group.push(i);
+                if group.len() == avx512::LANES {
+                    flush(group, out);
+                }
+            }
+            for group in &mut groups {
+                if group.len() >= MIN_WIDE {
+                    flush(group, out);
+                } else {
+                    for &i in group.iter() {
+                        out[i] = *blake3::hash(inputs[i]).as_bytes();
+                    }
+                }
+            }
+            return;
+        }
+    }
+    for (input, o) in inputs.iter().zip(out) {
+        *o = *blake3::hash(input).as_bytes();
+    }
+}
+
 /// The portable path (and the reference the tests hold the wide one to).
 pub(crate) fn one_by_one(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
     let mut k = *key;
@@ -58,8 +112,8 @@ pub(crate) fn one_by_one(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
 )]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512i, _mm512_add_epi32, _mm512_loadu_si512, _mm512_ror_epi32, _mm512_set1_epi32,
-        _mm512_storeu_si512, _mm512_xor_si512,
+        __m512i, _mm512_add_epi32, _mm512_i32gather_epi32, _mm512_loadu_si512, _mm512_ror_epi32,
+        _mm512_set1_epi32, _mm512_setr_epi32, _mm512_storeu_si512, _mm512_xor_si512,
     };
 
     use super::Job;
@@ -77,9 +131,11 @@ mod avx512 {
         0x5BE0_CD19,
     ];
 
-    /// blake3's flags for a whole input of one block in keyed mode: CHUNK_START, CHUNK_END,
-    /// ROOT and KEYED_HASH.
-    const FLAGS: u32 = 1 | 2 | 8 | 16;
+    /// blake3's flags.
+    const CHUNK_START: u32 = 1;
+    const CHUNK_END: u32 = 2;
+    const ROOT: u32 = 8;
+    const KEYED_HASH: u32 = 16;
 
     /// The message word order of each of the seven rounds: blake3's permutation applied
     /// `round` times.
@@ -137,50 +193,124 @@ mod avx512 {
         unsafe { keyed16_avx512(key, jobs, out) }
     }
 
+    /// Up to 16 inputs of one chunk at most and the same number of 64-byte blocks (an empty
+    /// input counts as one), in plain mode; `out` as long as `inputs`.
+    pub(super) fn hash16(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
+        assert!(inputs.len() <= LANES && out.len() == inputs.len());
+        let blocks = |len: usize| len.saturating_sub(1) / 64 + 1;
+        let n = inputs.first().map_or(1, |i| blocks(i.len()));
+        assert!(n <= super::CHUNK_LEN / 64 && inputs.iter().all(|i| blocks(i.len()) == n));
+        // SAFETY: the caller checked that the CPU has avx512f.
+        unsafe { hash16_avx512(inputs, n, out) }
+    }
+
+    /// One compression of every lane: the first 8 words of the output, which are the next
+    /// chaining value and, for a root block, the digest.
     #[target_feature(enable = "avx512f")]
-    fn keyed16_avx512(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
-        // Transpose into lanes: word w of every job's input, and of every job's key.
-        let mut words = [[0u32; LANES]; 16];
-        let mut last_key_word = [0u32; LANES];
-        let mut k = *key;
-        for (lane, job) in jobs.iter().enumerate() {
-            for (w, bytes) in job.input.chunks_exact(4).enumerate() {
-                words[w][lane] = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            }
-            k[31] = job.bit;
-            last_key_word[lane] = u32::from_le_bytes([k[28], k[29], k[30], k[31]]);
-        }
-        // SAFETY: each load reads one whole `[u32; 16]` (64 bytes), each store writes one.
-        let load = |a: &[u32; LANES]| unsafe { _mm512_loadu_si512(a.as_ptr().cast()) };
-        let m: [__m512i; 16] = std::array::from_fn(|w| load(&words[w]));
-        let mut v: [__m512i; 16] = std::array::from_fn(|i| {
-            let word = match i {
-                0..=6 => {
-                    u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]])
-                }
-                7 => 0, // the key word holding the bit: per lane, below
-                8..=11 => IV[i - 8],
-                12 | 13 => 0, // the counter
-                14 => 64,     // the block length
-                _ => FLAGS,
-            };
-            _mm512_set1_epi32(word as i32)
+    #[inline]
+    fn compress(
+        cv: &[__m512i; 8],
+        m: &[__m512i; 16],
+        block_len: __m512i,
+        flags: u32,
+    ) -> [__m512i; 8] {
+        let mut v: [__m512i; 16] = std::array::from_fn(|i| match i {
+            0..=7 => cv[i],
+            8..=11 => _mm512_set1_epi32(IV[i - 8] as i32),
+            12 | 13 => _mm512_set1_epi32(0), // the counter: chunk 0
+            14 => block_len,
+            _ => _mm512_set1_epi32(flags as i32),
         });
-        v[7] = load(&last_key_word);
         for s in &SCHEDULE {
-            round(&mut v, &m, s);
+            round(&mut v, m, s);
         }
+        std::array::from_fn(|i| _mm512_xor_si512(v[i], v[i + 8]))
+    }
+
+    /// Lane `l` of each of `words` into the 32 bytes of `out[l]`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn store(words: &[__m512i; 8], out: &mut [[u8; 32]]) {
         let mut lanes = [[0u32; LANES]; 8];
-        for (i, l) in lanes.iter_mut().enumerate() {
-            let word = _mm512_xor_si512(v[i], v[i + 8]);
+        for (l, w) in lanes.iter_mut().zip(words) {
             // SAFETY: `l` is 64 writable bytes.
-            unsafe { _mm512_storeu_si512(l.as_mut_ptr().cast(), word) };
+            unsafe { _mm512_storeu_si512(l.as_mut_ptr().cast(), *w) };
         }
         for (lane, o) in out.iter_mut().enumerate() {
             for (w, bytes) in o.chunks_exact_mut(4).enumerate() {
                 bytes.copy_from_slice(&lanes[w][lane].to_le_bytes());
             }
         }
+    }
+
+    /// Word `w` of every lane's block, for each `w`: a transpose by gathers.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn transpose(blocks: &[[u8; 64]; LANES]) -> [__m512i; 16] {
+        let lane_starts = _mm512_setr_epi32(
+            0, 64, 128, 192, 256, 320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960,
+        );
+        let base: *const u8 = blocks.as_ptr().cast();
+        std::array::from_fn(|w| {
+            // SAFETY: lane l reads bytes 64 l + 4 w .. + 4 of `blocks`, all inside its 1024.
+            unsafe { _mm512_i32gather_epi32::<1>(lane_starts, base.add(4 * w).cast()) }
+        })
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn load(a: &[u32; LANES]) -> __m512i {
+        // SAFETY: reads one whole `[u32; 16]`, 64 bytes.
+        unsafe { _mm512_loadu_si512(a.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn hash16_avx512(inputs: &[&[u8]], blocks: usize, out: &mut [[u8; 32]]) {
+        let mut cv: [__m512i; 8] = std::array::from_fn(|i| _mm512_set1_epi32(IV[i] as i32));
+        for b in 0..blocks {
+            let mut padded = [[0u8; 64]; LANES];
+            let mut lens = [0u32; LANES];
+            for ((input, p), len) in inputs.iter().zip(&mut padded).zip(&mut lens) {
+                let block = input.get(64 * b..).unwrap_or(&[]);
+                let block = &block[..block.len().min(64)];
+                p[..block.len()].copy_from_slice(block);
+                *len = block.len() as u32;
+            }
+            let m = transpose(&padded);
+            let mut flags = 0;
+            if b == 0 {
+                flags |= CHUNK_START;
+            }
+            if b + 1 == blocks {
+                flags |= CHUNK_END | ROOT;
+            }
+            cv = compress(&cv, &m, load(&lens), flags);
+        }
+        store(&cv, out);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn keyed16_avx512(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
+        let mut inputs = [[0u8; 64]; LANES];
+        let mut last_key_word = [0u32; LANES];
+        let mut k = *key;
+        for (lane, job) in jobs.iter().enumerate() {
+            inputs[lane] = job.input;
+            k[31] = job.bit;
+            last_key_word[lane] = u32::from_le_bytes([k[28], k[29], k[30], k[31]]);
+        }
+        let m = transpose(&inputs);
+        let cv: [__m512i; 8] = std::array::from_fn(|i| {
+            if i == 7 {
+                load(&last_key_word)
+            } else {
+                let w = [key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]];
+                _mm512_set1_epi32(u32::from_le_bytes(w) as i32)
+            }
+        });
+        let flags = CHUNK_START | CHUNK_END | ROOT | KEYED_HASH;
+        let digest = compress(&cv, &m, _mm512_set1_epi32(64), flags);
+        store(&digest, out);
     }
 }
 
@@ -222,6 +352,37 @@ mod tests {
                     blake3::keyed_hash(&k, &job.input).as_bytes(),
                     "n = {n}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn many_inputs_hash_like_the_blake3_crate() {
+        // Every length from 0 to past one chunk, in a mixed order, in batches of several
+        // sizes, so that groups of every block count fill, flush and stay partial.
+        let mut x = 7u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> 33
+        };
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for len in 0..1100 {
+            inputs.push((0..len).map(|_| next() as u8).collect());
+        }
+        for _ in 0..600 {
+            let len = 60 + next() as usize % 80;
+            inputs.push((0..len).map(|_| next() as u8).collect());
+        }
+        for batch in [1, 5, 17, 300, inputs.len()] {
+            for chunk in inputs.chunks(batch) {
+                let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                let mut out = vec![[0u8; 32]; refs.len()];
+                hash_many(&refs, &mut out);
+                for (input, got) in refs.iter().zip(&out) {
+                    assert_eq!(got, blake3::hash(input).as_bytes(), "{} bytes", input.len());
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use crdt_core::{Op, OpId, ReplicaId, VersionVector};
 use hlc::Timestamp;
 
+use crate::batch_hash;
 use crate::sketch::{self, Symbol};
 use crate::trie::{Key, Trie};
 
@@ -42,14 +43,53 @@ fn digest_with(op: &Op, buf: &mut Vec<u8>) -> Digest {
     Digest(*blake3::hash(buf).as_bytes())
 }
 
-/// Each op with its collection, id and digest, for [`Index::extend`], through one buffer.
+/// Each op with its collection, id and digest, for [`Index::extend`]: ops are encoded into one
+/// buffer and hashed [`DIGEST_BATCH`] at a time ([`batch_hash::hash_many`], sixteen at once
+/// where the CPU allows).
 fn digested<'a>(
     ops: impl IntoIterator<Item = &'a Op>,
 ) -> impl Iterator<Item = (&'a str, OpId, Digest)> {
-    let mut buf = Vec::with_capacity(256);
-    ops.into_iter()
-        .map(move |op| (op.collection.as_str(), op.id, digest_with(op, &mut buf)))
+    let mut ops = ops.into_iter();
+    let mut batch: Vec<&'a Op> = Vec::with_capacity(DIGEST_BATCH);
+    let mut buf = Vec::new();
+    let mut ends = Vec::with_capacity(DIGEST_BATCH);
+    let mut digests = Vec::with_capacity(DIGEST_BATCH);
+    let mut next = 0;
+    std::iter::from_fn(move || {
+        if next == batch.len() {
+            batch.clear();
+            batch.extend(ops.by_ref().take(DIGEST_BATCH));
+            if batch.is_empty() {
+                return None;
+            }
+            buf.clear();
+            ends.clear();
+            for op in &batch {
+                crdt_core::codec::encode_op_into(op, &mut buf);
+                ends.push(buf.len());
+            }
+            let inputs: Vec<&[u8]> = ends
+                .iter()
+                .scan(0, |start, &end| {
+                    let input = &buf[*start..end];
+                    *start = end;
+                    Some(input)
+                })
+                .collect();
+            digests.clear();
+            digests.resize(batch.len(), [0u8; 32]);
+            batch_hash::hash_many(&inputs, &mut digests);
+            next = 0;
+        }
+        let op = batch[next];
+        let digest = Digest(digests[next]);
+        next += 1;
+        Some((op.collection.as_str(), op.id, digest))
+    })
 }
+
+/// Ops [`digested`] encodes and hashes at a time.
+const DIGEST_BATCH: usize = 1024;
 
 /// The collections a session may exchange: nothing outside is offered, not even an id or a
 /// digest that covers it. Sorted and without duplicates.
