@@ -13,10 +13,7 @@
 //! (building the logs and indexes beforehand is not counted). `wall_ms` is the wall time of
 //! the same work (storing excluded). `send_ms`, `receive_ms` and `index_ms` split `cpu_ms`
 //! into `poll_transmit`, `handle_message` and `Index::insert_ops` (the same clock).
-//! `hash_floor_ms` is the hashing that indexing the missing
-//! ops cannot avoid, timed alone in the same run: blake3 of each op's encoding (its leaf
-//! digest) and one 64-byte keyed blake3 for the inner node each new op adds (the nodes above
-//! it that it changes are not counted, so a real index hashes more). `--scenario NAME` runs
+//! `--scenario NAME` runs
 //! one scenario and `--system NAME` one of the two weft systems. Each weft scenario runs
 //! `SYNC_REPEAT` times (default 5) and the best run is reported: the first runs of a process
 //! pay page faults on heap memory fresh from the OS (10 to 30 ms on `scattered_10000`), which
@@ -145,33 +142,6 @@ mod thread_cpu {
     pub(super) fn now_ns() -> Option<u64> {
         None
     }
-}
-
-/// The hashing that indexing `ops` cannot avoid, in ms, the best of `repeat` timings (see
-/// `hash_floor_ms` in the crate doc): the floor under `index_ms` that any content-addressed
-/// Merkle index over these ops pays.
-#[allow(clippy::disallowed_methods, reason = "the bench times itself")]
-fn hash_floor_ms(ops: &[&Op], repeat: usize) -> f64 {
-    let encoded: Vec<Vec<u8>> = ops
-        .iter()
-        .map(|op| crdt_core::codec::encode_op(op))
-        .collect();
-    let key = *b"the bench's key for inner nodes!";
-    (0..repeat)
-        .map(|_| {
-            let t = Instant::now();
-            // Independent hashes, as an index's leaves and the new inner nodes above them are.
-            let mut acc = 0u8;
-            for e in &encoded {
-                let leaf = blake3::hash(e);
-                let mut pair = [0u8; 64];
-                pair[..32].copy_from_slice(leaf.as_bytes());
-                acc ^= blake3::keyed_hash(&key, &pair).as_bytes()[0];
-            }
-            std::hint::black_box(acc);
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 #[allow(clippy::disallowed_methods, reason = "the bench times itself")]
@@ -371,7 +341,7 @@ fn table(rows: &[Row]) -> String {
     );
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
             r.scenario, r.system, r.ops, r.diff, r.round_trips, r.payload, r.overhead, r.cpu_ms
         ));
     }
@@ -514,10 +484,6 @@ fn weft(opts: &Options, rows: &mut Vec<Row>) {
             .filter(|(i, _)| !missing_set.contains(i))
             .map(|(_, o)| o.clone())
             .collect();
-        let floor = hash_floor_ms(
-            &missing.iter().map(|&i| &all[i]).collect::<Vec<_>>(),
-            opts.repeat,
-        );
         let mut partial_log = MemoryStorage::new();
         partial_log.append(&partial).expect("append");
         let partial_index = Index::from_ops(&partial);
@@ -546,7 +512,7 @@ fn weft(opts: &Options, rows: &mut Vec<Row>) {
             let overhead = out.wire_bytes.saturating_sub(payload);
             if json {
                 println!(
-                    "{{\"scenario\":\"{name}\",\"system\":\"{system}\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.1},\"rt_done\":{},\"wall_ms\":{:.1},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1},\"hash_floor_ms\":{floor:.1}}}",
+                    "{{\"scenario\":\"{name}\",\"system\":\"{system}\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.3},\"rt_done\":{},\"wall_ms\":{:.1},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
                     missing.len(),
                     out.round_trips,
                     out.cpu_ms,
