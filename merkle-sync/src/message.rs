@@ -308,12 +308,16 @@ impl Message {
 }
 
 /// Builds an ops frame from ops already encoded one by one ([`crdt_core::codec::encode_op`]
-/// without its version byte), so that a frame can be filled up to a size.
-pub(crate) fn ops_frame(count: usize, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 12);
+/// without its version byte), so that a frame can be filled up to a size: one allocation of
+/// the frame's size, one copy of each op.
+pub(crate) fn ops_frame<B: AsRef<[u8]>>(ops: &[B]) -> Vec<u8> {
+    let len: usize = ops.iter().map(|o| o.as_ref().len()).sum();
+    let mut out = Vec::with_capacity(len + 12);
     out.extend([TAG_OPS, crdt_core::codec::FORMAT_VERSION]);
-    varint(&mut out, count as u64);
-    out.extend_from_slice(body);
+    varint(&mut out, ops.len() as u64);
+    for op in ops {
+        out.extend_from_slice(op.as_ref());
+    }
     out
 }
 

@@ -905,20 +905,28 @@ impl Session {
         Ok(())
     }
 
+    /// The next frame of queued ops, in id order, up to `max_frame_bytes` (or one op).
     fn ops_frame(&mut self, source: &impl OpSource) -> Result<Vec<u8>, SessionError> {
-        let mut body = Vec::new();
-        let mut count = 0;
-        while let Some(&id) = self.outgoing.first() {
+        // The ops that fit, borrowed where the log lends its bytes, then copied once into a
+        // frame of their size; the queue is cut after them in one step.
+        let mut parts = Vec::new();
+        let mut len = 0;
+        let mut rest = None;
+        for &id in &self.outgoing {
             let bytes = source.encoded(id)?.ok_or(SessionError::Missing(id))?;
-            if count > 0 && body.len() + bytes.len() > self.config.max_frame_bytes {
+            if !parts.is_empty() && len + bytes.len() > self.config.max_frame_bytes {
+                rest = Some(id);
                 break;
             }
-            body.extend_from_slice(&bytes);
-            count += 1;
-            self.outgoing.pop_first();
+            len += bytes.len();
+            parts.push(bytes);
         }
-        self.stats.ops_sent += count as u64;
-        Ok(ops_frame(count, &body))
+        match rest {
+            Some(id) => self.outgoing = self.outgoing.split_off(&id),
+            None => self.outgoing.clear(),
+        }
+        self.stats.ops_sent += parts.len() as u64;
+        Ok(ops_frame(&parts))
     }
 
     fn announce(&mut self, root: Digest, index: &Index) {
