@@ -1,8 +1,9 @@
 //! blake3 of many short inputs at once: inner-node digests (keyed mode over 64 bytes, one
 //! compression each) and leaf digests (plain mode over an op's encoding, up to one 1 KiB
 //! chunk), sixteen at a time in the lanes of AVX-512 registers where the CPU has them, else
-//! one at a time through the `blake3` crate. The two give the same bytes (the tests compare
-//! them on every build, and the golden digests pin both).
+//! one at a time through the `blake3` crate. The two give the same bytes: the tests compare
+//! them on every machine with AVX-512 (CI's VMs have it; elsewhere only the portable path
+//! runs, and the tests say so), and the golden digests pin both.
 //!
 //! Why: a refresh after scattered inserts hashes tens of thousands of independent nodes (all
 //! the dirty nodes that split at one bit are independent of each other), a batch of received
@@ -20,7 +21,7 @@ pub(crate) struct Job {
 /// `out[i]` = blake3 keyed by `key_of(jobs[i].bit)` over `jobs[i].input`, where `key_of`
 /// replaces the last byte of `key` by the bit. `out` is as long as `jobs`.
 pub(crate) fn keyed_many(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
-    debug_assert_eq!(jobs.len(), out.len());
+    assert_eq!(jobs.len(), out.len(), "one digest a job");
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -45,11 +46,12 @@ const MIN_WIDE: usize = 6;
 
 /// Inputs up to this long are one blake3 chunk, which the wide path hashes; longer ones go
 /// through the crate.
+#[cfg(target_arch = "x86_64")]
 const CHUNK_LEN: usize = 1024;
 
 /// `out[i]` = blake3 (plain mode) of `inputs[i]`; `out` is as long as `inputs`.
 pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
-    debug_assert_eq!(inputs.len(), out.len());
+    assert_eq!(inputs.len(), out.len(), "one digest an input");
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -187,20 +189,24 @@ mod avx512 {
     }
 
     /// Up to 16 jobs at once; `out` as long as `jobs`. Lanes past the jobs hash zeros.
+    /// Panics on a CPU without avx512f (the callers check first).
     pub(super) fn keyed16(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
         assert!(jobs.len() <= LANES && out.len() == jobs.len());
-        // SAFETY: the caller checked that the CPU has avx512f.
+        assert!(std::arch::is_x86_feature_detected!("avx512f"));
+        // SAFETY: the CPU has avx512f, checked just above.
         unsafe { keyed16_avx512(key, jobs, out) }
     }
 
     /// Up to 16 inputs of one chunk at most and the same number of 64-byte blocks (an empty
-    /// input counts as one), in plain mode; `out` as long as `inputs`.
+    /// input counts as one), in plain mode; `out` as long as `inputs`. Panics on a CPU
+    /// without avx512f (the callers check first).
     pub(super) fn hash16(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
         assert!(inputs.len() <= LANES && out.len() == inputs.len());
         let blocks = |len: usize| len.saturating_sub(1) / 64 + 1;
         let n = inputs.first().map_or(1, |i| blocks(i.len()));
         assert!(n <= super::CHUNK_LEN / 64 && inputs.iter().all(|i| blocks(i.len()) == n));
-        // SAFETY: the caller checked that the CPU has avx512f.
+        assert!(std::arch::is_x86_feature_detected!("avx512f"));
+        // SAFETY: the CPU has avx512f, checked just above.
         unsafe { hash16_avx512(inputs, n, out) }
     }
 

@@ -496,16 +496,24 @@ impl Index {
                 .in_scope(scope)
                 .flat_map(|(_, c)| c.above(cut))
                 .collect(),
-            tails: BTreeMap::new(),
+            floor: self
+                .in_scope(scope)
+                .map(|(_, c)| c.sketch.len() as u64)
+                .min()
+                .unwrap_or(0),
+            tail: Vec::new(),
             walks: 0,
         }
     }
 
     /// Symbols `start..start + len` of the sketch `local` describes, at most `budget` symbols
-    /// into the stream. Each collection's symbols come from its cache where that reaches,
-    /// and past it from `local`'s tail, which a walk over the collection extends to at least
-    /// twice its length when a request passes its end: a sketch costs a few walks however
-    /// the peer slices its requests. The index must not change while `local` is in use.
+    /// into the stream. Below `local.floor` (the shortest cache of the collections in scope)
+    /// the symbols are the sum of the collections' caches; from there on they come from
+    /// `local`'s tail, the sum over the scope, which a walk over every collection extends to
+    /// at least twice its end when a request passes it (never past `budget`, unless the
+    /// request does): a sketch costs a few walks however the peer slices its requests, and
+    /// keeps at most `budget` symbols whatever the number of collections. The index must
+    /// not change while `local` is in use.
     pub(crate) fn sketch(
         &self,
         scope: &Scope,
@@ -516,38 +524,37 @@ impl Index {
     ) -> Vec<Symbol> {
         let mut out = vec![Symbol::default(); len];
         let end = start.saturating_add(len as u64);
-        for (name, c) in self.in_scope(scope) {
-            let cached = c.sketch.len() as u64;
-            // From the cache: symbols start..min(end, cached).
-            if start < cached {
-                let upto = end.min(cached);
-                let from_cache = &c.sketch[start as usize..upto as usize];
-                for (o, s) in out.iter_mut().zip(from_cache) {
+        let floor = local.floor;
+        if start < floor {
+            let upto = end.min(floor);
+            for (_, c) in self.in_scope(scope) {
+                // Every in-scope collection caches at least `floor` symbols.
+                let cached = &c.sketch[start as usize..upto as usize];
+                for (o, s) in out.iter_mut().zip(cached) {
                     *o = o.plus(s);
                 }
             }
-            if end <= cached {
-                continue;
-            }
-            // From the tail: symbols max(start, cached)..end, the tail holding cached.. on.
-            let tail = local.tails.entry(name.to_owned()).or_default();
-            let have = cached + tail.len() as u64;
+        }
+        if end > floor {
+            let have = floor + local.tail.len() as u64;
             if end > have {
                 let target = end.max(have.saturating_mul(2)).min(budget.max(end));
                 let mut block = vec![Symbol::default(); (target - have) as usize];
-                c.trie.for_each_from(&[0; 16], |k, _| {
-                    sketch::add_item(&mut block, have, k, 1);
-                    true
-                });
-                tail.extend(block);
+                for (_, c) in self.in_scope(scope) {
+                    c.trie.for_each_from(&[0; 16], |k, _| {
+                        sketch::add_item(&mut block, have, k, 1);
+                        true
+                    });
+                }
+                local.tail.extend(block);
                 local.walks += 1;
             }
-            let from = start.max(cached);
-            let at = (from - cached) as usize;
+            let from = start.max(floor);
+            let at = (from - floor) as usize;
             let take = (end - from) as usize;
             for (o, s) in out[(from - start) as usize..]
                 .iter_mut()
-                .zip(&tail[at..at + take])
+                .zip(&local.tail[at..at + take])
             {
                 *o = o.plus(s);
             }
@@ -559,13 +566,14 @@ impl Index {
     }
 }
 
-/// What [`Index::sketch`] keeps for one sketch: the in-scope ids above its cut, and per
-/// collection the symbols computed past the index's cache.
+/// What [`Index::sketch`] keeps for one sketch: the in-scope ids above its cut, and the
+/// symbols from `floor` (the shortest cache in scope) on that walks computed.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LocalSketch {
     above: Vec<Key>,
-    tails: BTreeMap<String, Vec<Symbol>>,
-    /// Walks over a collection made to extend a tail.
+    floor: u64,
+    tail: Vec<Symbol>,
+    /// Walks over the scope made to extend the tail.
     walks: u32,
 }
 
@@ -641,16 +649,39 @@ mod tests {
             let got = index.sketch(&scope, &mut local, start, 1, 1 << 20);
             assert_eq!(got, fresh(start, 1), "{start}");
         }
-        // Each request past a tail's end at least doubled it: 5 walks for three requests
-        // ("a" to 2048 and 4096, "b" to 128, 1100 and 3100), then 300 one-symbol requests
-        // cost one walk ("b" to 6200), not 300.
-        assert_eq!(walks, 5);
+        // The tail starts at the shorter cache ("b": 64) and each request past its end at
+        // least doubled that end: three walks for three requests (to 128, 1100 and 3100),
+        // then 300 one-symbol requests cost one walk (to 6200), not 300.
+        assert_eq!(local.floor, 64);
+        assert_eq!(walks, 3);
         assert_eq!(local.walks, walks + 1);
         // Never past the budget, unless a request itself goes further.
         let mut local = index.local_sketch(&scope, &cut);
         let got = index.sketch(&scope, &mut local, 5000, 10, 5010);
         assert_eq!(got, fresh(5000, 10));
-        assert!(local.tails.values().all(|t| t.len() <= 5010));
+        assert_eq!(local.tail.len(), 5010 - 64);
+    }
+
+    #[test]
+    fn a_sketch_keeps_at_most_its_budget_whatever_the_collections() {
+        // A peer asking for the last symbol of the budget, over 40 small collections: one
+        // tail of the scope's sum, not one per collection.
+        let names: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+        let ops: Vec<Op> = (0..400u64)
+            .map(|i| op(&names[(i % 40) as usize], 10 + i, 1))
+            .collect();
+        let index = Index::from_ops(&ops);
+        let scope = Scope::new(names.iter().map(String::as_str));
+        let mut local = index.local_sketch(&scope, &index.frontier(&scope));
+        let budget = 1 << 16;
+        let got = index.sketch(&scope, &mut local, budget - 1, 1, budget);
+        let mut want = vec![Symbol::default(); 1];
+        for o in &ops {
+            sketch::add_item(&mut want, budget - 1, &o.id.to_bytes(), 1);
+        }
+        assert_eq!(got, want);
+        assert_eq!(local.tail.len() as u64, budget - local.floor);
+        assert_eq!(local.walks, 1);
     }
 
     #[test]

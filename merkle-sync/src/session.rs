@@ -149,8 +149,10 @@ struct Decoding {
     id: u64,
     /// Our root when decoding began: the local symbols of later chunks must be of this set.
     local_root: Digest,
-    /// The local symbols to subtract: of the ops in scope that the sketch's cut covers.
-    local: LocalSketch,
+    cut: VersionVector,
+    /// The local symbols to subtract (of the ops in scope that `cut` covers), made when the
+    /// first chunk is decoded.
+    local: Option<LocalSketch>,
     end: u64,
     decoder: Decoder,
     /// Chunks that arrived ahead of a gap, by start.
@@ -610,7 +612,8 @@ impl Session {
             self.decoding = Some(Decoding {
                 id,
                 local_root: index.root(&self.scope),
-                local: index.local_sketch(&self.scope, &cut),
+                cut,
+                local: None,
                 end,
                 decoder: Decoder::default(),
                 stash: BTreeMap::new(),
@@ -651,7 +654,8 @@ impl Session {
             let at = d.decoder.len();
             let local = index.sketch(
                 &self.scope,
-                &mut d.local,
+                d.local
+                    .get_or_insert_with(|| index.local_sketch(&self.scope, &d.cut)),
                 at,
                 chunk.len(),
                 self.config.max_sketch_symbols,
@@ -957,6 +961,9 @@ impl Session {
             // A completed round: a later one starts from the base delay, however long this
             // one backed off.
             self.backoff = self.config.retransmit_after.max(1);
+            // Nothing is left to reconcile: the symbols kept for our sketch can go (a late
+            // `More` for it is ignored, and a peer still missing something restarts a round).
+            self.sketch_out = None;
             self.events.push_back(Event::Synced);
         }
     }
