@@ -33,14 +33,7 @@ impl fmt::Debug for Digest {
 /// The digest of one op: blake3 of its encoding ([`crdt_core::codec::encode_op`]), which
 /// covers its id, so it is also the op's leaf digest in the index.
 pub fn op_digest(op: &Op) -> Digest {
-    digest_with(op, &mut Vec::new())
-}
-
-/// [`op_digest`], encoding into `buf` (cleared first), so that a batch needs one buffer.
-fn digest_with(op: &Op, buf: &mut Vec<u8>) -> Digest {
-    buf.clear();
-    crdt_core::codec::encode_op_into(op, buf);
-    Digest(*blake3::hash(buf).as_bytes())
+    Digest(*blake3::hash(&crdt_core::codec::encode_op(op)).as_bytes())
 }
 
 /// Each op with its collection, id and digest, for [`Index::extend`]: ops are encoded into one

@@ -71,12 +71,15 @@ const INNER_KEY: [u8; 32] = *b"weft-sync/2 inner node, bit #\0\0\0";
 /// hashing a bit and two digests in plain mode), and the keyed mode keeps inner digests apart
 /// from leaf digests, which are plain blake3 of an op's bytes.
 fn inner_digest(bit: u8, left: &Hash, right: &Hash) -> Hash {
-    let mut key = INNER_KEY;
-    key[31] = bit;
-    let mut buf = [0u8; 64];
-    buf[..32].copy_from_slice(left);
-    buf[32..].copy_from_slice(right);
-    *blake3::keyed_hash(&key, &buf).as_bytes()
+    batch_hash::keyed_one(&INNER_KEY, bit, &pair(left, right))
+}
+
+/// `left ‖ right`, the input of an inner digest.
+fn pair(left: &Hash, right: &Hash) -> [u8; 64] {
+    let mut input = [0u8; 64];
+    input[..32].copy_from_slice(left);
+    input[32..].copy_from_slice(right);
+    input
 }
 
 /// The part of an inner node that a walk down reads: 12 bytes, so that the nodes of a large
@@ -367,11 +370,18 @@ impl Trie {
     fn recompute(&mut self, i: u32) {
         let n = self.nodes[i as usize];
         let [a, b] = n.children;
-        let d = inner_digest(n.bit, self.digest_of(a), self.digest_of(b));
+        let digest = inner_digest(n.bit, self.digest_of(a), self.digest_of(b));
+        self.set_summary(i, digest);
+    }
+
+    /// Stores inner node `i`'s new digest, brings its count up to date from its children's
+    /// and clears its dirty flag.
+    fn set_summary(&mut self, i: u32, digest: Hash) {
+        let [a, b] = self.nodes[i as usize].children;
         // Both counts are below 2^31 (the leaf arena's bound), so the sum fits.
         let count = (self.count_of(a) + self.count_of(b)) as u32;
         let s = &mut self.sums[i as usize];
-        s.digest = d;
+        s.digest = digest;
         s.count = count;
         self.nodes[i as usize].dirty = false;
     }
@@ -432,21 +442,15 @@ impl Trie {
                 jobs.clear();
                 jobs.extend(run.iter().map(|&i| {
                     let [a, b] = self.nodes[i as usize].children;
-                    let mut input = [0u8; 64];
-                    input[..32].copy_from_slice(self.digest_of(a));
-                    input[32..].copy_from_slice(self.digest_of(b));
-                    Job { bit, input }
+                    Job {
+                        bit,
+                        input: pair(self.digest_of(a), self.digest_of(b)),
+                    }
                 }));
                 let out = &mut digests[..run.len()];
                 batch_hash::keyed_many(&INNER_KEY, &jobs, out);
                 for (&i, digest) in run.iter().zip(out.iter()) {
-                    let [a, b] = self.nodes[i as usize].children;
-                    // Both counts are below 2^31 (the leaf arena's bound), so the sum fits.
-                    let count = (self.count_of(a) + self.count_of(b)) as u32;
-                    let s = &mut self.sums[i as usize];
-                    s.digest = *digest;
-                    s.count = count;
-                    self.nodes[i as usize].dirty = false;
+                    self.set_summary(i, *digest);
                 }
                 rest = after;
             }
