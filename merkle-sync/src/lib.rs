@@ -115,6 +115,8 @@ mod source;
 mod trie;
 
 pub use index::{Digest, Index, Scope, op_digest};
-pub use message::{MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MessageError, PROTOCOL_VERSION};
+pub use message::{
+    MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MAX_OPS_FRAME_BYTES, MessageError, PROTOCOL_VERSION,
+};
 pub use session::{Config, Event, Reconcile, Session, SessionError, Stats};
 pub use source::{OpSource, SourceError, StorageSource};

@@ -13,8 +13,14 @@ use crate::trie::{Key, mask, same_prefix, with_bits};
 /// The sync protocol's version, the second byte of a Hello.
 pub const PROTOCOL_VERSION: u8 = 3;
 
-/// Messages larger than this are refused before decoding: 8 MiB.
+/// Messages larger than this are refused before decoding: 8 MiB. The one exception is an ops
+/// frame that holds a single op, which may be as large as [`MAX_OPS_FRAME_BYTES`], so that
+/// every op the op codec accepts can be synced.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// The largest ops frame of a single op that is accepted: the tag byte and an op batch of the
+/// largest size the op codec decodes ([`crdt_core::codec::MAX_ENCODED_BYTES`]), 64 MiB + 1.
+pub const MAX_OPS_FRAME_BYTES: usize = crdt_core::codec::MAX_ENCODED_BYTES + 1;
 
 /// Replicas a frontier may name.
 pub const MAX_FRONTIER_REPLICAS: usize = 1 << 16;
@@ -46,8 +52,12 @@ pub enum MessageError {
     /// The message is empty.
     #[error("empty message")]
     Empty,
-    /// The message is larger than [`MAX_MESSAGE_BYTES`].
-    #[error("message of {0} bytes is larger than the {MAX_MESSAGE_BYTES}-byte limit")]
+    /// The message is larger than [`MAX_MESSAGE_BYTES`] (and is not an ops frame of one op
+    /// of at most [`MAX_OPS_FRAME_BYTES`]).
+    #[error(
+        "message of {0} bytes is larger than the {MAX_MESSAGE_BYTES}-byte limit \
+         ({MAX_OPS_FRAME_BYTES} for an ops frame of one op)"
+    )]
     TooLarge(usize),
     /// The first byte names no message.
     #[error("unknown message tag {0}")]
@@ -72,6 +82,9 @@ pub enum MessageError {
     /// A range entry whose bit positions or ids do not fit together.
     #[error("bad range entry: {0}")]
     BadRange(&'static str),
+    /// A frontier names its replicas out of increasing order, or one twice.
+    #[error("frontier replicas are not in increasing order")]
+    UnsortedFrontier,
     /// Bytes are left after the message.
     #[error("{0} unexpected bytes after the message")]
     Trailing(usize),
@@ -230,7 +243,7 @@ impl Message {
 
     /// Decodes one message.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
+        if bytes.len() > MAX_MESSAGE_BYTES && !is_single_op_frame(bytes) {
             return Err(MessageError::TooLarge(bytes.len()));
         }
         let (&tag, body) = bytes.split_first().ok_or(MessageError::Empty)?;
@@ -307,6 +320,16 @@ impl Message {
     }
 }
 
+/// Whether `bytes` is an ops frame, of at most [`MAX_OPS_FRAME_BYTES`], that counts one op
+/// (the tag, the op format version, then the count).
+fn is_single_op_frame(bytes: &[u8]) -> bool {
+    bytes.len() <= MAX_OPS_FRAME_BYTES
+        && bytes.first() == Some(&TAG_OPS)
+        && bytes
+            .get(2..)
+            .is_some_and(|rest| Reader(rest).varint() == Ok(1))
+}
+
 /// Builds an ops frame from ops already encoded one by one ([`crdt_core::codec::encode_op`]
 /// without its version byte), so that a frame can be filled up to a size: one allocation of
 /// the frame's size, one copy of each op.
@@ -321,7 +344,31 @@ pub(crate) fn ops_frame<B: AsRef<[u8]>>(ops: &[B]) -> Vec<u8> {
     out
 }
 
+/// `vv` cut down to the [`MAX_FRONTIER_REPLICAS`] replicas with the latest timestamps (ties
+/// to the smaller replica id), so that it can be sent. A frontier only says which ops the
+/// peer should push unasked, so a replica left out costs bytes, never correctness: the peer
+/// pushes all of that replica's ops, held ones included.
+pub(crate) fn capped(vv: VersionVector) -> VersionVector {
+    if vv.len() <= MAX_FRONTIER_REPLICAS {
+        return vv;
+    }
+    let mut entries: Vec<(ReplicaId, Timestamp)> = vv.iter().collect();
+    entries.select_nth_unstable_by(MAX_FRONTIER_REPLICAS - 1, |a, b| {
+        b.1.cmp(&a.1).then(a.0.cmp(&b.0))
+    });
+    entries.truncate(MAX_FRONTIER_REPLICAS);
+    let mut out = VersionVector::new();
+    for (replica, ts) in entries {
+        out.observe(OpId::new(ts, replica));
+    }
+    out
+}
+
 fn frontier(out: &mut Vec<u8>, vv: &VersionVector) {
+    debug_assert!(
+        vv.len() <= MAX_FRONTIER_REPLICAS,
+        "a session caps the frontiers it sends (index::capped)"
+    );
     varint(out, vv.len() as u64);
     for (replica, ts) in vv.iter() {
         out.extend_from_slice(&replica.as_u64().to_be_bytes());
@@ -462,10 +509,15 @@ impl Reader<'_> {
     fn frontier(&mut self) -> Result<VersionVector, MessageError> {
         let n = self.count("frontier replicas", 16, MAX_FRONTIER_REPLICAS)?;
         let mut vv = VersionVector::new();
+        let mut last = None;
         for _ in 0..n {
-            let replica = ReplicaId::new(u64::from_be_bytes(self.array::<8>()?));
+            let replica = u64::from_be_bytes(self.array::<8>()?);
+            if last.is_some_and(|l| l >= replica) {
+                return Err(MessageError::UnsortedFrontier);
+            }
+            last = Some(replica);
             let ts = Timestamp::from_bytes(self.array::<8>()?);
-            vv.observe(OpId::new(ts, replica));
+            vv.observe(OpId::new(ts, ReplicaId::new(replica)));
         }
         Ok(vv)
     }

@@ -6,7 +6,8 @@ use crdt_core::{Op, OpId, VersionVector};
 
 use crate::index::{Digest, Index, LocalSketch, Scope, meet};
 use crate::message::{
-    Child, Hello, MAX_RANGE_WIDTH, Message, MessageError, RANGE_IDS, RangeEntry, ops_frame,
+    Child, Hello, MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MAX_OPS_FRAME_BYTES, MAX_RANGE_WIDTH,
+    Message, MessageError, RANGE_IDS, RangeEntry, capped, ops_frame,
 };
 use crate::sketch::{Decoder, Symbol};
 use crate::source::{OpSource, SourceError};
@@ -28,6 +29,16 @@ pub enum Reconcile {
 /// [`Config::max_sketch_symbols`]. More ends the session with [`SessionError::SketchFailed`].
 const SKETCH_RESEND_FACTOR: u64 = 4;
 
+/// The most bytes of ops a frame of several ops is filled with: one message, less the frame's
+/// tag, format version and count.
+const MAX_FRAME_FILL: usize = MAX_MESSAGE_BYTES - 16;
+
+/// The most symbols a `Sketch` message carries: what fits in [`MAX_MESSAGE_BYTES`] beside a
+/// cut of [`MAX_FRONTIER_REPLICAS`] replicas and the varints, at 34 bytes a symbol at most.
+const MAX_SYMBOLS_PER_MESSAGE: usize = 214_000;
+const _: () =
+    assert!(MAX_SYMBOLS_PER_MESSAGE * 34 + MAX_FRONTIER_REPLICAS * 16 + 64 <= MAX_MESSAGE_BYTES);
+
 /// Sub-ranges per `Ranges` message that a session sends (the decoder accepts up to 2^15).
 const RANGE_CHILDREN_PER_MESSAGE: usize = 4096;
 
@@ -35,9 +46,12 @@ const RANGE_CHILDREN_PER_MESSAGE: usize = 4096;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
-    /// Ops frames are filled up to this many bytes (an op larger than this travels alone).
+    /// Ops frames are filled up to this many bytes (an op larger than this travels alone);
+    /// taken as at most [`MAX_MESSAGE_BYTES`] - 16, so that a frame of several ops is always
+    /// one message the peer accepts.
     pub max_frame_bytes: usize,
-    /// Sketch symbols per message.
+    /// Sketch symbols per message: 1 to 214,000 (what fits in one message beside the largest
+    /// cut); a value outside is taken as the nearest.
     pub symbols_per_message: usize,
     /// The most sketch symbols a session accepts or sends in one reconciliation; past it the
     /// round falls back to the range-digest descent.
@@ -106,6 +120,18 @@ pub enum SessionError {
     /// The index holds an op the log does not.
     #[error("op {0} is indexed but not in the log")]
     Missing(OpId),
+    /// An op in the log encodes to more bytes than any peer decodes
+    /// ([`crdt_core::codec::MAX_ENCODED_BYTES`]), so it cannot be sent.
+    #[error(
+        "op {id} encodes to {bytes} bytes, more than the {}-byte limit a peer accepts",
+        crdt_core::codec::MAX_ENCODED_BYTES
+    )]
+    OpTooLarge {
+        /// The op.
+        id: OpId,
+        /// Its encoded size, the format version byte included.
+        bytes: usize,
+    },
     /// The session already failed.
     #[error("the session has failed")]
     Closed,
@@ -231,7 +257,9 @@ pub struct Session {
 impl Session {
     /// Starts a session over `scope` (the collections both sides may exchange) and queues the
     /// first flight.
-    pub fn new(now: u64, scope: Scope, config: Config, index: &Index) -> Self {
+    pub fn new(now: u64, scope: Scope, mut config: Config, index: &Index) -> Self {
+        config.max_frame_bytes = config.max_frame_bytes.clamp(1, MAX_FRAME_FILL);
+        config.symbols_per_message = config.symbols_per_message.clamp(1, MAX_SYMBOLS_PER_MESSAGE);
         let root = index.root(&scope);
         let mut s = Self {
             scope_digest: scope.digest(),
@@ -405,7 +433,7 @@ impl Session {
         self.epoch += 1;
         let root = index.root(&self.scope);
         self.announced = root;
-        self.hello_frontier = index.frontier(&self.scope);
+        self.hello_frontier = capped(index.frontier(&self.scope));
         self.control.push_back(
             Message::Hello(Hello {
                 scope: self.scope_digest,
@@ -576,7 +604,7 @@ impl Session {
             (end - start) as usize,
             self.config.max_sketch_symbols,
         );
-        let per = self.config.symbols_per_message.max(1);
+        let per = self.config.symbols_per_message;
         for (i, chunk) in symbols.chunks(per).enumerate() {
             self.send(&Message::Sketch {
                 id: out.id,
@@ -708,7 +736,7 @@ impl Session {
                 want.retain(|_| !held.next().unwrap_or(false));
             }
             want.sort();
-            for chunk in want.chunks(self.config.max_frame_bytes / 16 + 1) {
+            for chunk in want.chunks(self.ids_per_want()) {
                 self.send(&Message::Want {
                     ids: chunk.to_vec(),
                 });
@@ -901,12 +929,18 @@ impl Session {
         want.retain(|id| self.hello_frontier.covers(*id));
         want.sort();
         want.dedup();
-        for chunk in want.chunks(self.config.max_frame_bytes / 16 + 1) {
+        for chunk in want.chunks(self.ids_per_want()) {
             self.send(&Message::Want {
                 ids: chunk.to_vec(),
             });
         }
         Ok(())
+    }
+
+    /// Ids per `Want` message: about a frame's worth of 16-byte ids, and never more than one
+    /// message holds.
+    fn ids_per_want(&self) -> usize {
+        (self.config.max_frame_bytes / 16 + 1).min((MAX_MESSAGE_BYTES - 16) / 16)
     }
 
     /// The next frame of queued ops, in id order, up to `max_frame_bytes` (or one op).
@@ -918,6 +952,13 @@ impl Session {
         let mut rest = None;
         for &id in &self.outgoing {
             let bytes = source.encoded(id)?.ok_or(SessionError::Missing(id))?;
+            // A frame of one op: the tag, the format version, the count and the op.
+            if parts.is_empty() && bytes.len() + 3 > MAX_OPS_FRAME_BYTES {
+                return Err(SessionError::OpTooLarge {
+                    id,
+                    bytes: bytes.len() + 1,
+                });
+            }
             if !parts.is_empty() && len + bytes.len() > self.config.max_frame_bytes {
                 rest = Some(id);
                 break;

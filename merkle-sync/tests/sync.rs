@@ -794,6 +794,24 @@ fn oversized_and_overcounted_messages_are_refused_before_allocating() {
             _
         )))
     ));
+    // Only an ops frame of one op may pass 8 MiB, and only up to 64 MiB + 1.
+    let frame = |count: u8, len: usize| {
+        let mut f = vec![6u8, crdt_core::codec::FORMAT_VERSION, count];
+        f.resize(len, 0);
+        f
+    };
+    for f in [
+        frame(2, merkle_sync::MAX_MESSAGE_BYTES + 1),
+        frame(1, merkle_sync::MAX_OPS_FRAME_BYTES + 1),
+    ] {
+        let (mut s, _) = session_pair(&index, &index, &scope);
+        assert!(matches!(
+            s.handle_message(0, &f, &index),
+            Err(SessionError::Message(merkle_sync::MessageError::TooLarge(
+                _
+            )))
+        ));
+    }
     let (mut s, _) = session_pair(&index, &index, &scope);
     // Want claiming 2^40 ids in 6 bytes.
     let want = [5u8, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20];
@@ -931,4 +949,190 @@ fn hostile_range_entries_end_the_session() {
         }
     }
     assert_eq!(pushed, 50);
+}
+
+/// Two nodes synced through the harness with `config`, faults off; every message on the wire
+/// must be one the peer accepts.
+fn sync_with(config: &Config, a: Vec<Op>, b: Vec<Op>) -> Net {
+    let scope = Scope::new(["a"]);
+    let union: BTreeSet<OpId> = a.iter().chain(&b).map(|o| o.id).collect();
+    let mut net = Net::new(
+        vec![Node::new(a), Node::new(b)],
+        &scope,
+        config,
+        Faults::NONE,
+        7,
+    );
+    net.keep_wire = true;
+    net.run(100_000).unwrap();
+    net.check(&scope, &[union.clone(), union]).unwrap();
+    net
+}
+
+#[test]
+fn frames_stay_under_the_message_cap_whatever_the_config() {
+    // 100,000 ops of about 100 bytes (10 MB) to an empty peer, with every size knob at its
+    // largest: a frame filled to `max_frame_bytes` would pass the 8 MiB cap and the peer
+    // would refuse it (the session failed, every time, before the config was clamped).
+    let mut config = Config::default();
+    config.max_frame_bytes = usize::MAX;
+    config.symbols_per_message = usize::MAX;
+    let all: Vec<Op> = (0..100_000)
+        .map(|i| op("a", 1000 + i, 1 + i % 5, 60))
+        .collect();
+    let net = sync_with(&config, all, vec![]);
+    let largest = net.wire.iter().map(Vec::len).max().unwrap();
+    assert!(largest <= merkle_sync::MAX_MESSAGE_BYTES, "{largest} bytes");
+    assert!(
+        largest > merkle_sync::MAX_MESSAGE_BYTES / 2,
+        "{largest} bytes"
+    );
+}
+
+#[test]
+fn an_op_larger_than_a_message_syncs_in_a_frame_of_its_own() {
+    // An op of 9 MiB, more than any other message may be, between small ones on both sides.
+    let mut a = ops(0..300);
+    a.push(op("a", 5000, 2, 9 << 20));
+    let b: Vec<Op> = ops(100..400)
+        .into_iter()
+        .chain([op("a", 5001, 3, 50)])
+        .collect();
+    let net = sync_with(&Config::default(), a, b);
+    let largest = net.wire.iter().map(Vec::len).max().unwrap();
+    assert!(largest > merkle_sync::MAX_MESSAGE_BYTES, "{largest} bytes");
+    assert!(
+        largest < (9 << 20) + 200,
+        "the big op travels alone: {largest} bytes"
+    );
+}
+
+/// A log that lends a made-up encoding of `len` bytes for one id.
+struct Oversized {
+    log: BTreeMap<OpId, Op>,
+    id: OpId,
+    len: usize,
+}
+
+impl merkle_sync::OpSource for Oversized {
+    fn op(&self, id: OpId) -> Result<Option<Op>, merkle_sync::SourceError> {
+        Ok(self.log.get(&id).cloned())
+    }
+
+    fn encoded(
+        &self,
+        id: OpId,
+    ) -> Result<Option<std::borrow::Cow<'_, [u8]>>, merkle_sync::SourceError> {
+        if id == self.id {
+            return Ok(Some(vec![0; self.len].into()));
+        }
+        self.log.encoded(id)
+    }
+}
+
+#[test]
+fn an_op_no_peer_could_decode_ends_the_session_with_a_clear_error() {
+    // Ops frames of one op may reach 64 MiB + 1: the op's bytes plus the tag, the format
+    // version and the count. One byte more and the peer would refuse the frame, so the sender
+    // says which op is too large instead of sending it.
+    let limit = crdt_core::codec::MAX_ENCODED_BYTES;
+    for (len, fits) in [(limit - 2, true), (limit - 1, false)] {
+        let log: BTreeMap<OpId, Op> = ops(0..20).into_iter().map(|o| (o.id, o)).collect();
+        let big = *log.keys().nth(7).unwrap();
+        let index = Index::from_ops(log.values());
+        let source = Oversized { log, id: big, len };
+        let scope = Scope::new(["a"]);
+        let empty = Index::new();
+        let (mut s, mut peer) = session_pair(&index, &empty, &scope);
+        let hello = peer
+            .poll_transmit(0, &empty, &BTreeMap::new())
+            .unwrap()
+            .unwrap();
+        while s.poll_transmit(0, &index, &source).unwrap().is_some() {}
+        s.handle_message(1, &hello, &index).unwrap();
+        let mut frames = Vec::new();
+        let err = loop {
+            match s.poll_transmit(1, &index, &source) {
+                Ok(Some(m)) => frames.push(m),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if fits {
+            assert!(err.is_none(), "{err:?}");
+            let frame = frames
+                .iter()
+                .find(|f| f.len() > limit)
+                .expect("the big frame");
+            assert_eq!(frame.len(), merkle_sync::MAX_OPS_FRAME_BYTES);
+            // The peer takes the frame as far as its size goes: it fails on the made-up op
+            // bytes, not on the frame's size.
+            let e = peer.handle_message(2, frame, &empty).unwrap_err();
+            assert!(
+                !matches!(
+                    e,
+                    SessionError::Message(merkle_sync::MessageError::TooLarge(_))
+                ),
+                "{e:?}"
+            );
+        } else {
+            match err {
+                Some(SessionError::OpTooLarge { id, bytes }) => {
+                    assert_eq!((id, bytes), (big, limit));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                s.poll_transmit(1, &index, &source).is_err(),
+                "failed for good"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_frontier_of_more_replicas_than_a_message_names_still_syncs() {
+    // 70,000 replicas, one op each, more than the 65,536 a frontier may name: the first
+    // flight names the latest 65,536 and the peer pushes the ops of the rest, which the
+    // receiver already holds or not; both end with the union either way.
+    let n = merkle_sync::MAX_FRONTIER_REPLICAS as u64 + 4_464;
+    let all: Vec<Op> = (0..n).map(|i| op("a", 1000 + i, 1 + i, 10)).collect();
+    // a names 69,278 replicas, b 46,667.
+    let a: Vec<Op> = all
+        .iter()
+        .filter(|o| o.id.ts.millis() % 97 != 0)
+        .cloned()
+        .collect();
+    let b: Vec<Op> = all
+        .iter()
+        .filter(|o| o.id.ts.millis() % 3 != 0)
+        .cloned()
+        .collect();
+    let net = sync_with(&Config::default(), a, b);
+    let largest = net.wire.iter().map(Vec::len).max().unwrap();
+    assert!(largest <= merkle_sync::MAX_MESSAGE_BYTES, "{largest} bytes");
+}
+
+#[test]
+fn a_frontier_out_of_order_is_refused() {
+    let index = Index::new();
+    let scope = Scope::new(["a"]);
+    let (mut s, mut peer) = session_pair(&index, &index, &scope);
+    let mut hello = peer
+        .poll_transmit(0, &index, &BTreeMap::new())
+        .unwrap()
+        .unwrap();
+    // The empty frontier is the last byte of this Hello: replace it by replicas 2 then 1.
+    assert_eq!(hello.pop(), Some(0));
+    hello.push(2);
+    for replica in [2u64, 1] {
+        hello.extend(replica.to_be_bytes());
+        hello.extend(hlc::Timestamp::new(10, 0).unwrap().to_bytes());
+    }
+    assert!(matches!(
+        s.handle_message(0, &hello, &index),
+        Err(SessionError::Message(
+            merkle_sync::MessageError::UnsortedFrontier
+        ))
+    ));
 }
