@@ -837,18 +837,7 @@ fn scattered_with(config: &Config) -> (Vec<u8>, u64) {
         .filter(|o| o.id.ts.millis() % 37 != 0)
         .cloned()
         .collect();
-    let scope = Scope::new(["a"]);
-    let union: BTreeSet<OpId> = a.iter().chain(&b).map(|o| o.id).collect();
-    let mut net = Net::new(
-        vec![Node::new(a), Node::new(b)],
-        &scope,
-        config,
-        Faults::NONE,
-        7,
-    );
-    net.keep_wire = true;
-    net.run(100_000).unwrap();
-    net.check(&scope, &[union.clone(), union]).unwrap();
+    let net = sync_with(config, a, b);
     let sent = net
         .sessions
         .iter()
@@ -951,8 +940,8 @@ fn hostile_range_entries_end_the_session() {
     assert_eq!(pushed, 50);
 }
 
-/// Two nodes synced through the harness with `config`, faults off; every message on the wire
-/// must be one the peer accepts.
+/// Two nodes synced through the harness with `config`, faults off, and checked against the
+/// union; a message the peer refuses fails the run. The wire is kept.
 fn sync_with(config: &Config, a: Vec<Op>, b: Vec<Op>) -> Net {
     let scope = Scope::new(["a"]);
     let union: BTreeSet<OpId> = a.iter().chain(&b).map(|o| o.id).collect();
