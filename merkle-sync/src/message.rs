@@ -367,7 +367,7 @@ pub(crate) fn capped(vv: VersionVector) -> VersionVector {
 fn frontier(out: &mut Vec<u8>, vv: &VersionVector) {
     debug_assert!(
         vv.len() <= MAX_FRONTIER_REPLICAS,
-        "a session caps the frontiers it sends (index::capped)"
+        "a session caps the frontiers it sends (capped)"
     );
     varint(out, vv.len() as u64);
     for (replica, ts) in vv.iter() {
