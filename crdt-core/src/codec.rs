@@ -16,6 +16,29 @@ pub const FORMAT_VERSION: u8 = 1;
 /// Inputs larger than this are refused before decoding: 64 MiB.
 pub const MAX_ENCODED_BYTES: usize = 64 << 20;
 
+/// The largest op a replica writes or accepts, in [`encode_op`]'s bytes (the version byte
+/// included): one byte under [`MAX_ENCODED_BYTES`], so that a batch of that op alone (version
+/// byte, count, op) is still no larger than what [`decode_ops`] takes. An op within it can be
+/// stored, read back and sent to a peer; a larger one is refused before it is stored
+/// ([`InvalidOp::TooLarge`](crate::InvalidOp::TooLarge)).
+pub const MAX_OP_BYTES: usize = MAX_ENCODED_BYTES - 1;
+
+/// The length of `op`'s encoding ([`encode_op`], the version byte included), counted without
+/// writing it.
+pub fn encoded_len(op: &Op) -> usize {
+    // Counting cannot fail: ops serialize without errors (as `append_postcard` relies on).
+    postcard::serialize_with_flavor(op, postcard::ser_flavors::Size::default())
+        .map_or(usize::MAX, |n| n.saturating_add(1))
+}
+
+/// Refuses an op whose encoding is larger than [`MAX_OP_BYTES`].
+pub(crate) fn check_op_size(op: &Op) -> Result<(), crate::InvalidOp> {
+    match encoded_len(op) {
+        bytes if bytes > MAX_OP_BYTES => Err(crate::InvalidOp::TooLarge { id: op.id, bytes }),
+        _ => Ok(()),
+    }
+}
+
 /// Bytes that are not a valid encoding of ops.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]

@@ -5,7 +5,7 @@ use hlc::{ClockExhausted, DriftError};
 use crate::codec::DecodeError;
 use crate::list::OutOfBounds;
 use crate::schema::SchemaError;
-use crate::{QueryError, StorageError, Value};
+use crate::{OpId, QueryError, StorageError, Value};
 
 /// A local write that was refused. Nothing of the transaction was applied or stored.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +109,19 @@ pub enum InvalidOp {
     /// A whole-record op with a field, or a field op without one.
     #[error("malformed op: {0}")]
     Malformed(&'static str),
+    /// The op encodes to more than [`MAX_OP_BYTES`](crate::codec::MAX_OP_BYTES): it could be
+    /// neither read back from a store nor sent to a peer. Split the value (a long text in
+    /// several inserts, a large blob in several fields or records).
+    #[error(
+        "op {id} encodes to {bytes} bytes, more than the {}-byte limit of one op",
+        crate::codec::MAX_OP_BYTES
+    )]
+    TooLarge {
+        /// The op.
+        id: OpId,
+        /// The length of its encoding ([`encode_op`](crate::codec::encode_op)).
+        bytes: usize,
+    },
 }
 
 /// Why a remote op was rejected. Rejected ops are not stored, applied or forwarded.

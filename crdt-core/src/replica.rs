@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use hlc::{Clock, ClockedHlc, Config as HlcConfig};
 
+use crate::codec::check_op_size;
 use crate::error::{ApplyError, OpenError, RejectReason};
 use crate::list::{ElemId, SeqChange};
 use crate::op::SeqContent;
@@ -529,7 +530,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
                 outcome.rejected.push((op.id, e.into()));
                 continue;
             }
-            match validate(&self.schema, &op) {
+            match validate(&self.schema, &op).and_then(|f| check_op_size(&op).map(|()| f)) {
                 Ok(field) => {
                     ready_ids.insert(op.id); // provisional: marks in-batch duplicates
                     candidates.push_back((op, field));

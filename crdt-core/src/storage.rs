@@ -31,6 +31,19 @@ pub enum StorageError {
     /// The store does not implement this optional operation.
     #[error("this store does not support {0}")]
     Unsupported(&'static str),
+    /// An op given to [`Storage::append`] encodes to more than
+    /// [`MAX_OP_BYTES`](crate::codec::MAX_OP_BYTES), so it could not be read back. Nothing of
+    /// the append was stored. (A replica refuses such an op before it reaches the store.)
+    #[error(
+        "op {id} encodes to {bytes} bytes, more than the {}-byte limit of one op",
+        crate::codec::MAX_OP_BYTES
+    )]
+    OpTooLarge {
+        /// The op.
+        id: OpId,
+        /// The length of its encoding, the version byte included.
+        bytes: usize,
+    },
 }
 
 /// A materialized snapshot of a replica's state, as opaque bytes, and how much of the log it
@@ -245,6 +258,10 @@ impl Storage for MemoryStorage {
             let offset = u32::try_from(self.bytes.len() + buf.len()).map_err(|_| too_big())?;
             let before = buf.len();
             crate::codec::append_postcard(op, &mut buf);
+            if buf.len() - before + 1 > crate::codec::MAX_OP_BYTES {
+                let bytes = buf.len() - before + 1;
+                return Err(StorageError::OpTooLarge { id: op.id, bytes });
+            }
             let len = u32::try_from(buf.len() - before).map_err(|_| too_big())?;
             spans.push(Span { offset, len });
         }

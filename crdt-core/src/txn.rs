@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use hlc::Clock;
 
+use crate::codec::check_op_size;
 use crate::error::{InvalidOp, WriteError};
 use crate::list::{ElemId, SeqChange};
 use crate::op::{SeqBaseline, SeqContent};
@@ -634,6 +635,8 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
         let mut op = self.op(collection, key, field, deps, payload);
         let index = validate(&self.replica.schema, &op)?;
         op.id.ts = self.replica.hlc.now()?;
+        // After stamping: the timestamp is part of the encoding. The clock's tick is harmless.
+        check_op_size(&op)?;
         self.save_undo(collection, key);
         self.replica.apply_to_state(&op, index);
         self.ops.push(op);

@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use crdt_core::{
-    CommitMode, Op, RedbConfig, RedbStorage, ReplicaId, Snapshot, Storage, StorageError,
-    VersionVector,
+    CommitMode, MemoryStorage, Op, Payload, RedbConfig, RedbStorage, ReplicaId, Snapshot, Storage,
+    StorageError, Value, VersionVector,
 };
 use durable_util::*;
 use hlc::Timestamp;
@@ -458,4 +458,52 @@ fn trailing_zeros_beyond_the_data_open() {
     drop(store);
     let store = RedbStorage::open(&path).unwrap();
     assert_eq!(store.len().unwrap(), 8_000);
+}
+
+/// An op whose encoding is `len` bytes long (version byte included).
+fn op_of_len(len: usize) -> Op {
+    let mut o = op(1, 0, 1);
+    let base = crdt_core::codec::encoded_len(&o);
+    let Payload::Write(Value::String(s)) = &mut o.payload else {
+        unreachable!("the helper writes a string")
+    };
+    // The string's length prefix grows from 1 to 4 bytes on the way to `len`.
+    s.push_str(&"x".repeat(len - base - 3));
+    assert_eq!(crdt_core::codec::encoded_len(&o), len);
+    o
+}
+
+#[test]
+fn an_op_too_large_to_read_back_is_refused_and_the_store_stays_whole() {
+    use crdt_core::codec::MAX_OP_BYTES;
+    let dir = TempDir::new("too-large");
+    let path = dir.file("s.redb");
+    let small = op(2, 0, 1);
+    let largest = op_of_len(MAX_OP_BYTES);
+    let mut over = op_of_len(MAX_OP_BYTES + 1);
+    over.id = op(3, 0, 1).id;
+    assert_eq!(crdt_core::codec::encoded_len(&over), MAX_OP_BYTES + 1);
+    let mut memory = MemoryStorage::new();
+    {
+        let mut store = RedbStorage::open(&path).unwrap();
+        for store in [&mut store as &mut dyn Storage, &mut memory] {
+            // Refused whole: the small op beside it is not stored either.
+            let err = store.append(&[small.clone(), over.clone()]).unwrap_err();
+            assert!(
+                matches!(err, StorageError::OpTooLarge { id, bytes }
+                    if id == over.id && bytes == MAX_OP_BYTES + 1),
+                "{err}"
+            );
+            assert_eq!(store.len().unwrap(), 0);
+            store.append(&[small.clone(), largest.clone()]).unwrap();
+        }
+    }
+    // The largest op there may be reads back, from disk and from memory.
+    let store = RedbStorage::open(&path).unwrap();
+    for store in [&store as &dyn Storage, &memory] {
+        let all: Vec<Op> = store.scan().collect::<Result<_, _>>().unwrap();
+        assert_eq!(all, [largest.clone(), small.clone()]);
+        let bytes = store.get_encoded(largest.id).unwrap().unwrap();
+        assert_eq!(bytes.len() + 1, MAX_OP_BYTES);
+    }
 }

@@ -711,3 +711,67 @@ fn a_snapshot_that_does_not_fit_is_ignored_and_the_log_replayed() {
         "ops for fields the schema lacks are an error at open, never silently dropped"
     );
 }
+
+/// A write whose op would encode to more than `MAX_OP_BYTES` could be neither read back nor
+/// sent: it is refused before it is stored, from a local write and from a peer, and nothing
+/// else changes. One at exactly the limit is taken.
+#[test]
+fn an_op_larger_than_the_codec_reads_back_is_refused_before_it_is_stored() {
+    use crdt_core::codec::{MAX_OP_BYTES, encoded_len};
+    let clock = ManualClock::new(START_MS);
+    let mut r = replica(&clock, 1);
+    r.insert("notes", Some("n"), [("title", "t".into())])
+        .unwrap();
+    r.transact(|tx| tx.insert_text("notes", "n", "body", 0, "hi"))
+        .unwrap();
+    // Measure the encoding of a large write, then aim at the limit (the string's length prefix
+    // is 4 bytes long from here to there, and so is every other varint of the op).
+    let near = MAX_OP_BYTES - 1_000;
+    r.set("notes", "n", "title", "x".repeat(near)).unwrap();
+    let measured = encoded_len(&r.storage().get(last_op(&r)).unwrap().unwrap());
+    let at_limit = near + (MAX_OP_BYTES - measured);
+    let before = (r.storage().len().unwrap(), snapshot(&r));
+
+    let err = r
+        .set("notes", "n", "title", "y".repeat(at_limit + 1))
+        .unwrap_err();
+    assert!(
+        matches!(err, WriteError::Invalid(InvalidOp::TooLarge { bytes, .. }) if bytes == MAX_OP_BYTES + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("limit of one op"), "{err}");
+    let err = r
+        .transact(|tx| tx.insert_text("notes", "n", "body", 1, &"z".repeat(MAX_OP_BYTES)))
+        .unwrap_err();
+    assert!(
+        matches!(err, WriteError::Invalid(InvalidOp::TooLarge { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        (r.storage().len().unwrap(), snapshot(&r)),
+        before,
+        "nothing changed"
+    );
+
+    r.set("notes", "n", "title", "y".repeat(at_limit)).unwrap();
+    let op = r.storage().get(last_op(&r)).unwrap().unwrap();
+    assert_eq!(encoded_len(&op), MAX_OP_BYTES);
+
+    // The same from a peer: an op one byte over is rejected, not stored; its batch goes on.
+    let mut b = replica(&clock, 2);
+    let mut ops = r.ops_since(&VersionVector::new()).unwrap();
+    let mut over = ops.pop().unwrap();
+    let Payload::Write(Value::String(s)) = &mut over.payload else {
+        unreachable!("the title write")
+    };
+    s.push('y');
+    let outcome = b.apply_remote(ops.clone()).unwrap();
+    assert_eq!(outcome.applied.len(), ops.len());
+    let outcome = b.apply_remote(vec![over.clone()]).unwrap();
+    assert!(
+        matches!(&outcome.rejected[..], [(id, RejectReason::Invalid(InvalidOp::TooLarge { bytes, .. }))]
+            if *id == over.id && *bytes == MAX_OP_BYTES + 1),
+        "{outcome:?}"
+    );
+    assert!(!b.storage().contains(over.id).unwrap());
+}

@@ -120,11 +120,12 @@ pub enum SessionError {
     /// The index holds an op the log does not.
     #[error("op {0} is indexed but not in the log")]
     Missing(OpId),
-    /// An op in the log encodes to more bytes than any peer decodes
-    /// ([`crdt_core::codec::MAX_ENCODED_BYTES`]), so it cannot be sent.
+    /// An op in the log encodes to more than [`crdt_core::codec::MAX_OP_BYTES`], the most a
+    /// peer decodes in a batch of one, so it cannot be sent. (A replica writes no such op; a
+    /// log that holds one was filled some other way.)
     #[error(
         "op {id} encodes to {bytes} bytes, more than the {}-byte limit a peer accepts",
-        crdt_core::codec::MAX_ENCODED_BYTES
+        crdt_core::codec::MAX_OP_BYTES
     )]
     OpTooLarge {
         /// The op.
@@ -952,8 +953,11 @@ impl Session {
         let mut rest = None;
         for &id in &self.outgoing {
             let bytes = source.encoded(id)?.ok_or(SessionError::Missing(id))?;
-            // A frame of one op: the tag, the format version, the count and the op.
-            if parts.is_empty() && bytes.len() + 3 > MAX_OPS_FRAME_BYTES {
+            // A frame of one op: the tag, the format version, the count (one byte) and the op,
+            // which fits MAX_OPS_FRAME_BYTES exactly when the op with its version byte is
+            // within MAX_OP_BYTES.
+            const _: () = assert!(crdt_core::codec::MAX_OP_BYTES + 2 == MAX_OPS_FRAME_BYTES);
+            if parts.is_empty() && bytes.len() + 1 > crdt_core::codec::MAX_OP_BYTES {
                 return Err(SessionError::OpTooLarge {
                     id,
                     bytes: bytes.len() + 1,

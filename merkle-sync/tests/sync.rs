@@ -1022,10 +1022,11 @@ impl merkle_sync::OpSource for Oversized {
 #[test]
 fn an_op_no_peer_could_decode_ends_the_session_with_a_clear_error() {
     // Ops frames of one op may reach 64 MiB + 1: the op's bytes plus the tag, the format
-    // version and the count. One byte more and the peer would refuse the frame, so the sender
-    // says which op is too large instead of sending it.
-    let limit = crdt_core::codec::MAX_ENCODED_BYTES;
-    for (len, fits) in [(limit - 2, true), (limit - 1, false)] {
+    // version and the count, for an op of `MAX_OP_BYTES` with its version byte. One byte more
+    // and the peer would refuse the frame, so the sender says which op is too large instead of
+    // sending it. (`len` is the stored encoding, without the version byte.)
+    let limit = crdt_core::codec::MAX_OP_BYTES;
+    for (len, fits) in [(limit - 1, true), (limit, false)] {
         let log: BTreeMap<OpId, Op> = ops(0..20).into_iter().map(|o| (o.id, o)).collect();
         let big = *log.keys().nth(7).unwrap();
         let index = Index::from_ops(log.values());
@@ -1067,7 +1068,7 @@ fn an_op_no_peer_could_decode_ends_the_session_with_a_clear_error() {
         } else {
             match err {
                 Some(SessionError::OpTooLarge { id, bytes }) => {
-                    assert_eq!((id, bytes), (big, limit));
+                    assert_eq!((id, bytes), (big, limit + 1));
                 }
                 other => panic!("{other:?}"),
             }

@@ -278,15 +278,18 @@ impl RedbStorage {
             return Ok(());
         }
         let mut encoded = Vec::with_capacity(ops.len() * 64);
-        let ops = ops
-            .iter()
-            .map(|op| {
-                codec::encode_op_into(op, &mut encoded);
-                (format::key(op.id), encoded.len())
-            })
-            .collect();
+        let mut keyed = Vec::with_capacity(ops.len());
+        for op in ops {
+            let start = encoded.len();
+            codec::encode_op_into(op, &mut encoded);
+            let bytes = encoded.len() - start;
+            if bytes > codec::MAX_OP_BYTES {
+                return Err(StorageError::OpTooLarge { id: op.id, bytes });
+            }
+            keyed.push((format::key(op.id), encoded.len()));
+        }
         self.inner.core.submit(Batch {
-            ops,
+            ops: keyed,
             encoded,
             ..Batch::default()
         })
