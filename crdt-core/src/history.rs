@@ -20,7 +20,11 @@
 //! Decoding takes untrusted bytes: it never panics, checks every count and length against the
 //! bytes that remain before allocating, accepts at most one op per input byte (every op costs
 //! at least one byte in some column that is not run-length encoded), and refuses a batch whose
-//! decoded ops would take more than [`MAX_DECODED_BYTES`] or 256 bytes per input byte.
+//! decoded ops would take more than [`MAX_DECODED_BYTES`], or more than 256 bytes per input
+//! byte leaving out each op's copy of its collection, key and field names. Those the batch
+//! holds once, in its target table, while every decoded op owns them: typing into a record
+//! whose key is 100 bytes long costs about one batch byte and 300 decoded bytes a keystroke,
+//! which a legitimate batch must be able to carry.
 
 use std::collections::HashMap;
 
@@ -37,7 +41,8 @@ pub const HISTORY_FORMAT: u8 = 0x11;
 /// history in several batches.
 pub const MAX_DECODED_BYTES: usize = 1 << 30;
 
-/// Decoded memory allowed per input byte (the tighter of this and [`MAX_DECODED_BYTES`]).
+/// Decoded memory allowed per input byte (the tighter of this and [`MAX_DECODED_BYTES`]), not
+/// counting the ops' copies of their target names, which only [`MAX_DECODED_BYTES`] bounds.
 const DECODED_PER_INPUT_BYTE: usize = 256;
 
 /// Record kinds, the low two bits of a record's first number.
@@ -556,8 +561,8 @@ struct Target {
     key: String,
     field: String,
     schema_version: u32,
-    /// Decoded bytes one op of this target costs, for the budget.
-    cost: usize,
+    /// The bytes of the collection, key and field names each op of this target copies.
+    names: usize,
 }
 
 struct Decoder<'a> {
@@ -566,7 +571,10 @@ struct Decoder<'a> {
     next_seq: Vec<u64>,
     targets: Vec<Target>,
     ops: usize,
+    /// What the decoded ops may still take, target names left out: 256 bytes an input byte.
     budget: usize,
+    /// What they may still take in all: [`MAX_DECODED_BYTES`].
+    total: usize,
     prev_ts: u64,
     prev_replica: Option<usize>,
     records: Bytes<'a>,
@@ -601,13 +609,13 @@ impl<'a> Decoder<'a> {
             let field = r.string()?;
             let schema_version = u32::try_from(r.varint()?)
                 .map_err(|_| malformed("a schema version overflows 32 bits"))?;
-            let cost = size_of::<Op>() + collection.len() + key.len() + field.len();
+            let names = collection.len() + key.len() + field.len();
             targets.push(Target {
                 collection,
                 key,
                 field,
                 schema_version,
-                cost,
+                names,
             });
         }
         let ops = usize::try_from(r.varint()?)
@@ -637,6 +645,7 @@ impl<'a> Decoder<'a> {
             targets,
             ops,
             budget,
+            total: MAX_DECODED_BYTES,
             prev_ts: 0,
             prev_replica: None,
             records,
@@ -717,11 +726,13 @@ impl<'a> Decoder<'a> {
         extra: usize,
     ) -> Result<(), DecodeError> {
         let t = &self.targets[target];
-        let cost = t.cost + extra + deps.len() * size_of::<OpId>();
-        self.budget = self
-            .budget
-            .checked_sub(cost)
-            .ok_or_else(|| malformed("the decoded ops would be too large"))?;
+        let own = size_of::<Op>() + extra + deps.len() * size_of::<OpId>();
+        let too_large = || malformed("the decoded ops would be too large");
+        self.budget = self.budget.checked_sub(own).ok_or_else(too_large)?;
+        self.total = self
+            .total
+            .checked_sub(own + t.names)
+            .ok_or_else(too_large)?;
         self.out.push(Op {
             id,
             schema_version: t.schema_version,

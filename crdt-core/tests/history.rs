@@ -275,9 +275,14 @@ fn editing_histories_round_trip_many() {
 /// Types a text on a replica the way an editor does (a transaction per keystroke, the cursor
 /// moving now and then, backspaces), in a few milliseconds per key.
 fn typed_replica(seed: u64, keys: usize) -> (Mem, ManualClock) {
+    typed_record(seed, keys, "n")
+}
+
+/// `keys` keystrokes (a few backspaces among them) typed into the body of note `key`.
+fn typed_record(seed: u64, keys: usize, key: &str) -> (Mem, ManualClock) {
     let clock = ManualClock::new(START_MS);
     let mut r = replica(&clock, seed);
-    r.insert("notes", Some("n"), [("title", "t".into())])
+    r.insert("notes", Some(key), [("title", "t".into())])
         .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut cursor = 0u64;
@@ -290,13 +295,13 @@ fn typed_replica(seed: u64, keys: usize) -> (Mem, ManualClock) {
             cursor = rng.random_range(0..=len);
         }
         if cursor > 0 && rng.random_bool(0.15) {
-            r.transact(|tx| tx.delete_text("notes", "n", "body", cursor - 1, 1))
+            r.transact(|tx| tx.delete_text("notes", key, "body", cursor - 1, 1))
                 .unwrap();
             cursor -= 1;
             len -= 1;
         } else {
             let c = ((b'a' + rng.random_range(0..26u8)) as char).to_string();
-            r.transact(|tx| tx.insert_text("notes", "n", "body", cursor, &c))
+            r.transact(|tx| tx.insert_text("notes", key, "body", cursor, &c))
                 .unwrap();
             cursor += 1;
             len += 1;
@@ -329,6 +334,44 @@ fn a_typed_document_loads_from_its_history_and_is_much_smaller() {
         source.text("notes", "n", "body").unwrap()
     );
     assert_eq!(snapshot(&fresh), snapshot(&source));
+}
+
+/// A keystroke takes about one byte of a batch, and a decoded op holds its own copy of the
+/// record's key: typing into a record with a long key must still decode (it did not for keys
+/// over about 40 bytes, when the copies counted against 256 decoded bytes per input byte).
+#[test]
+fn typing_into_a_record_with_a_long_key_round_trips() {
+    for (seed, len) in [(1, 36), (2, 100), (3, 1_000)] {
+        let key = "k".repeat(len);
+        let (mut source, clock) = typed_record(seed, 300, &key);
+        // Then a burst at the end, a keystroke a millisecond: the cheapest ops to encode.
+        let start = source.text("notes", &key, "body").unwrap().chars().count() as u64;
+        for end in start..start + 20_000 {
+            clock.advance(1);
+            source
+                .transact(|tx| tx.insert_text("notes", &key, "body", end, "x"))
+                .unwrap();
+        }
+        let ops = source.ops_since(&VersionVector::new()).unwrap();
+        let bytes = encode_history(&ops);
+        if len >= 100 {
+            // Past what 256 decoded bytes per input byte allowed, names included.
+            let decoded = ops.len() * (size_of::<Op>() + len);
+            assert!(
+                decoded > 256 * bytes.len(),
+                "{decoded} from {} bytes",
+                bytes.len()
+            );
+        }
+        assert_eq!(
+            decode_history(&bytes).as_ref(),
+            Ok(&ops),
+            "key of {len} bytes"
+        );
+        let mut fresh = replica(&clock, 99);
+        fresh.apply_encoded(&bytes).unwrap();
+        assert_eq!(snapshot(&fresh), snapshot(&source), "key of {len} bytes");
+    }
 }
 
 #[test]
