@@ -111,7 +111,9 @@ pub enum InvalidOp {
     Malformed(&'static str),
     /// The op encodes to more than [`MAX_OP_BYTES`](crate::codec::MAX_OP_BYTES): it could be
     /// neither read back from a store nor sent to a peer. Split the value (a long text in
-    /// several inserts, a large blob in several fields or records).
+    /// several inserts, a large blob in several fields or records). A record delete carries
+    /// the elements of its text and list fields: empty a very long field in several deletes
+    /// first. From a text or list edit or a record delete, it fails the whole transaction.
     #[error(
         "op {id} encodes to {bytes} bytes, more than the {}-byte limit of one op",
         crate::codec::MAX_OP_BYTES

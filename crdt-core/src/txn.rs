@@ -27,7 +27,10 @@ enum SeqUndo {
 ///
 /// Each mutation is applied to memory at once, so later mutations and reads in the same
 /// transaction see it; if the closure given to [`Replica::transact`] fails or the store
-/// fails, memory is rolled back and nothing is stored.
+/// fails, memory is rolled back and nothing is stored. A write that fails once it has changed
+/// memory (a text or list edit or a record delete whose op is
+/// [too large](crate::InvalidOp::TooLarge), or an exhausted clock) fails the whole
+/// transaction, even if the closure handles its error and goes on.
 pub struct Transaction<'r, S, C> {
     replica: &'r mut Replica<S, C>,
     ops: Vec<Op>,
@@ -37,6 +40,9 @@ pub struct Transaction<'r, S, C> {
     journal: Vec<(String, String, usize, SeqUndo)>,
     frontier: VersionVector,
     events: usize,
+    /// A write that failed after it had changed the state (a text or list edit, a record
+    /// delete): the transaction cannot commit, even if the closure goes on.
+    broken: Option<WriteError>,
 }
 
 impl<S: Storage, C: Clock> Replica<S, C> {
@@ -54,6 +60,7 @@ impl<S: Storage, C: Clock> Replica<S, C> {
             ops: Vec::new(),
             undo: HashMap::new(),
             journal: Vec::new(),
+            broken: None,
         };
         let result = f(&mut tx);
         match result {
@@ -634,9 +641,20 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
     ) -> Result<(), WriteError> {
         let mut op = self.op(collection, key, field, deps, payload);
         let index = validate(&self.replica.schema, &op)?;
-        op.id.ts = self.replica.hlc.now()?;
+        // A text or list edit or a record delete has changed the state by now, which without
+        // its op must not commit: these failures break the transaction.
+        op.id.ts = match self.replica.hlc.now() {
+            Ok(ts) => ts,
+            Err(e) => {
+                self.broken = Some(WriteError::Clock(e));
+                return Err(WriteError::Clock(e));
+            }
+        };
         // After stamping: the timestamp is part of the encoding. The clock's tick is harmless.
-        check_op_size(&op)?;
+        if let Err(e) = check_op_size(&op) {
+            self.broken = Some(e.clone().into());
+            return Err(e.into());
+        }
         self.save_undo(collection, key);
         self.replica.apply_to_state(&op, index);
         self.ops.push(op);
@@ -673,6 +691,10 @@ impl<S: Storage, C: Clock> Transaction<'_, S, C> {
     }
 
     fn commit(mut self) -> Result<(), WriteError> {
+        if let Some(e) = self.broken.take() {
+            self.rollback();
+            return Err(e);
+        }
         if self.ops.is_empty() {
             return Ok(());
         }

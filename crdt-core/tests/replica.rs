@@ -752,6 +752,28 @@ fn an_op_larger_than_the_codec_reads_back_is_refused_before_it_is_stored() {
         before,
         "nothing changed"
     );
+    // A closure that catches the refusal and goes on cannot keep the edit's changes without
+    // its op: the whole transaction fails with that error.
+    let err = r
+        .transact(|tx| {
+            let refused = tx.insert_text("notes", "n", "body", 1, &"z".repeat(MAX_OP_BYTES));
+            assert!(matches!(
+                refused,
+                Err(WriteError::Invalid(InvalidOp::TooLarge { .. }))
+            ));
+            tx.insert_text("notes", "n", "body", 1, "small")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, WriteError::Invalid(InvalidOp::TooLarge { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        (r.storage().len().unwrap(), snapshot(&r)),
+        before,
+        "nothing changed"
+    );
+    assert_eq!(r.text("notes", "n", "body").unwrap(), "hi");
 
     r.set("notes", "n", "title", "y".repeat(at_limit)).unwrap();
     let op = r.storage().get(last_op(&r)).unwrap().unwrap();
