@@ -740,39 +740,29 @@ fn an_op_larger_than_the_codec_reads_back_is_refused_before_it_is_stored() {
         "{err}"
     );
     assert!(err.to_string().contains("limit of one op"), "{err}");
-    let err = r
-        .transact(|tx| tx.insert_text("notes", "n", "body", 1, &"z".repeat(MAX_OP_BYTES)))
-        .unwrap_err();
-    assert!(
-        matches!(err, WriteError::Invalid(InvalidOp::TooLarge { .. })),
-        "{err}"
-    );
-    assert_eq!(
-        (r.storage().len().unwrap(), snapshot(&r)),
-        before,
-        "nothing changed"
-    );
+    // Refused whole, and nothing of the transaction kept.
+    let refused = |r: &Mem, result: Result<(), WriteError>| {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, WriteError::Invalid(InvalidOp::TooLarge { .. })),
+            "{err}"
+        );
+        assert_eq!((r.storage().len().unwrap(), snapshot(r)), before);
+    };
+    let result =
+        r.transact(|tx| tx.insert_text("notes", "n", "body", 1, &"z".repeat(MAX_OP_BYTES)));
+    refused(&r, result);
     // A closure that catches the refusal and goes on cannot keep the edit's changes without
     // its op: the whole transaction fails with that error.
-    let err = r
-        .transact(|tx| {
-            let refused = tx.insert_text("notes", "n", "body", 1, &"z".repeat(MAX_OP_BYTES));
-            assert!(matches!(
-                refused,
-                Err(WriteError::Invalid(InvalidOp::TooLarge { .. }))
-            ));
-            tx.insert_text("notes", "n", "body", 1, "small")
-        })
-        .unwrap_err();
-    assert!(
-        matches!(err, WriteError::Invalid(InvalidOp::TooLarge { .. })),
-        "{err}"
-    );
-    assert_eq!(
-        (r.storage().len().unwrap(), snapshot(&r)),
-        before,
-        "nothing changed"
-    );
+    let result = r.transact(|tx| {
+        let err = tx.insert_text("notes", "n", "body", 1, &"z".repeat(MAX_OP_BYTES));
+        assert!(matches!(
+            err,
+            Err(WriteError::Invalid(InvalidOp::TooLarge { .. }))
+        ));
+        tx.insert_text("notes", "n", "body", 1, "small")
+    });
+    refused(&r, result);
     assert_eq!(r.text("notes", "n", "body").unwrap(), "hi");
 
     r.set("notes", "n", "title", "y".repeat(at_limit)).unwrap();
