@@ -258,8 +258,9 @@ impl Storage for MemoryStorage {
             let offset = u32::try_from(self.bytes.len() + buf.len()).map_err(|_| too_big())?;
             let before = buf.len();
             crate::codec::append_postcard(op, &mut buf);
-            if buf.len() - before + 1 > crate::codec::MAX_OP_BYTES {
-                let bytes = buf.len() - before + 1;
+            // Stored without the version byte, counted with it.
+            let bytes = buf.len() - before + 1;
+            if bytes > crate::codec::MAX_OP_BYTES {
                 return Err(StorageError::OpTooLarge { id: op.id, bytes });
             }
             let len = u32::try_from(buf.len() - before).map_err(|_| too_big())?;

@@ -22,6 +22,10 @@ pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 /// largest size the op codec decodes ([`crdt_core::codec::MAX_ENCODED_BYTES`]), 64 MiB + 1.
 pub const MAX_OPS_FRAME_BYTES: usize = crdt_core::codec::MAX_ENCODED_BYTES + 1;
 
+// That frame is the tag, the format version, a one-byte count and the largest op a replica
+// writes without its version byte: the session sends every op within `MAX_OP_BYTES`.
+const _: () = assert!(crdt_core::codec::MAX_OP_BYTES + 2 == MAX_OPS_FRAME_BYTES);
+
 /// Replicas a frontier may name.
 pub const MAX_FRONTIER_REPLICAS: usize = 1 << 16;
 

@@ -6,8 +6,8 @@ use crdt_core::{Op, OpId, VersionVector};
 
 use crate::index::{Digest, Index, LocalSketch, Scope, meet};
 use crate::message::{
-    Child, Hello, MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MAX_OPS_FRAME_BYTES, MAX_RANGE_WIDTH,
-    Message, MessageError, RANGE_IDS, RangeEntry, capped, ops_frame,
+    Child, Hello, MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MAX_RANGE_WIDTH, Message, MessageError,
+    RANGE_IDS, RangeEntry, capped, ops_frame,
 };
 use crate::sketch::{Decoder, Symbol};
 use crate::source::{OpSource, SourceError};
@@ -953,10 +953,8 @@ impl Session {
         let mut rest = None;
         for &id in &self.outgoing {
             let bytes = source.encoded(id)?.ok_or(SessionError::Missing(id))?;
-            // A frame of one op: the tag, the format version, the count (one byte) and the op,
-            // which fits MAX_OPS_FRAME_BYTES exactly when the op with its version byte is
-            // within MAX_OP_BYTES.
-            const _: () = assert!(crdt_core::codec::MAX_OP_BYTES + 2 == MAX_OPS_FRAME_BYTES);
+            // A frame of one op fits MAX_OPS_FRAME_BYTES exactly when the op with its version
+            // byte is within MAX_OP_BYTES.
             if parts.is_empty() && bytes.len() + 1 > crdt_core::codec::MAX_OP_BYTES {
                 return Err(SessionError::OpTooLarge {
                     id,
