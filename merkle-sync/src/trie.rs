@@ -63,6 +63,24 @@ pub(crate) fn with_bits(key: &Key, at: u8, width: u8, value: u8) -> Key {
     ((u128::from_be_bytes(*key) & !clear) | field).to_be_bytes()
 }
 
+/// Asks the CPU to start loading the cache line of `value` (into L2), without waiting for it.
+#[inline(always)]
+#[allow(
+    unsafe_code,
+    reason = "a prefetch hint reads nothing and cannot fault, whatever the address"
+)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; it is a hint that
+    // touches no memory visible to the program.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T1>(std::ptr::from_ref(value).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// The blake3 key of inner-node digests; its last byte is replaced by the node's bit.
 const INNER_KEY: [u8; 32] = *b"weft-sync/2 inner node, bit #\0\0\0";
 
@@ -329,8 +347,15 @@ impl Trie {
             }
             n.dirty = true;
             path.push(r);
-            r = n.children[bit(&key, n.bit)];
+            let side = bit(&key, n.bit);
+            let (next, sibling) = (n.children[side], n.children[1 - side]);
+            // The refresh reads this node's summary and the sibling's digest: ask for both
+            // lines now, while the walk waits on its next node anyway.
+            prefetch(&self.sums[r as usize]);
+            self.prefetch_digest(sibling);
+            r = next;
         }
+        self.prefetch_digest(r);
         self.keys.push(key);
         self.leaf_digests.push(digest);
         let new_leaf = leaf_index | LEAF;
@@ -364,6 +389,15 @@ impl Trie {
             self.dirty.push(new_inner);
         }
         path.push(new_inner);
+    }
+
+    /// Starts loading the line that holds `r`'s digest (and count).
+    fn prefetch_digest(&self, r: Ref) {
+        if r & LEAF != 0 {
+            prefetch(&self.leaf_digests[(r & !LEAF) as usize]);
+        } else {
+            prefetch(&self.sums[r as usize]);
+        }
     }
 
     /// Brings the digest and count of inner node `i` up to date from its children's.
@@ -409,7 +443,8 @@ impl Trie {
             *slot += 1;
         }
         // Each recompute reads its children's digests and writes its own summary, usually
-        // cache misses after scattered inserts. Touching the lines of a block of nodes first,
+        // cache misses after scattered inserts (which prefetch them; see `insert_below`, but
+        // a line may have left the cache since). Touching the lines of a block of nodes first,
         // in a loop of loads that nothing else waits on, lets their misses overlap; the
         // recomputes then find them cached. A block, not the whole list: in a large batch the
         // first lines would leave the cache before their turn. (Touching a node a few steps
