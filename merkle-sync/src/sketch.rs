@@ -170,9 +170,10 @@ pub(crate) struct Decoder {
     pub(crate) remote_only: Vec<Key>,
     /// Items this side has and the peer lacks.
     pub(crate) local_only: Vec<Key>,
-    /// Each recovered item with its sign and where its mapping stands (past the symbols
-    /// received), so a later chunk takes it out without walking its mapping from 0 again.
-    recovered: Vec<(Key, i64, Mapping)>,
+    /// Each recovered item with its checksum, its sign and where its mapping stands (past the
+    /// symbols received), so a later chunk takes it out without walking its mapping from 0
+    /// again.
+    recovered: Vec<(Key, u64, i64, Mapping)>,
 }
 
 /// The difference does not peel: a hostile or inconsistent peer.
@@ -196,8 +197,8 @@ impl Decoder {
             .extend(remote.iter().zip(local).map(|(r, l)| r.minus(l)));
         let len = self.diff.len() as u64;
         // Take out what was already recovered, from where each item's mapping stopped.
-        for (key, sign, mapping) in &mut self.recovered {
-            let check = checksum(key);
+        for (key, check, sign, mapping) in &mut self.recovered {
+            let check = *check;
             while mapping.peek() < len {
                 let j = mapping.peek() as usize; // < len, a usize
                 self.diff[j].add(key, check, -*sign);
@@ -228,7 +229,7 @@ impl Decoder {
             } else {
                 self.local_only.push(s.key);
             }
-            self.recovered.push((s.key, s.count, mapping));
+            self.recovered.push((s.key, check, s.count, mapping));
         }
         Ok(())
     }
