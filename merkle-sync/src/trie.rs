@@ -351,11 +351,11 @@ impl Trie {
             let (next, sibling) = (n.children[side], n.children[1 - side]);
             // The refresh reads this node's summary and the sibling's digest: ask for both
             // lines now, while the walk waits on its next node anyway.
-            prefetch(&self.sums[r as usize]);
-            self.prefetch_digest(sibling);
+            prefetch(self.digest_of(r));
+            prefetch(self.digest_of(sibling));
             r = next;
         }
-        self.prefetch_digest(r);
+        prefetch(self.digest_of(r));
         self.keys.push(key);
         self.leaf_digests.push(digest);
         let new_leaf = leaf_index | LEAF;
@@ -389,15 +389,6 @@ impl Trie {
             self.dirty.push(new_inner);
         }
         path.push(new_inner);
-    }
-
-    /// Starts loading the line that holds `r`'s digest (and count).
-    fn prefetch_digest(&self, r: Ref) {
-        if r & LEAF != 0 {
-            prefetch(&self.leaf_digests[(r & !LEAF) as usize]);
-        } else {
-            prefetch(&self.sums[r as usize]);
-        }
     }
 
     /// Brings the digest and count of inner node `i` up to date from its children's.
