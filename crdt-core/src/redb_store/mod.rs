@@ -400,6 +400,40 @@ impl Storage for RedbStorage {
         )))
     }
 
+    /// One read transaction and one walk along the table for the batch (see
+    /// [`Storage::get_encoded_each`]), each op checked as in [`Storage::get_encoded`].
+    fn get_encoded_each<'a>(
+        &'a self,
+        ids: &mut dyn Iterator<Item = OpId>,
+        f: &mut dyn FnMut(OpId, Option<Cow<'a, [u8]>>) -> bool,
+    ) -> Result<(), StorageError> {
+        let table = self.read()?.open_table(OPS).map_err(backend)?;
+        let seek = |key: u128| {
+            let range = table.range::<u128>(key..).map_err(backend)?;
+            Ok(range.map(|entry| {
+                let (k, v) = entry.map_err(backend)?;
+                Ok((k.value(), v))
+            }))
+        };
+        let lookup = |key: u128| table.get(key).map_err(backend);
+        let mut reads = crate::storage::SortedReads::new();
+        for id in ids {
+            let key = format::key(id);
+            let bytes = match reads.get(key, seek, lookup)? {
+                Some(found) => {
+                    let bytes = found.value();
+                    format::decode_stored(key, bytes)?;
+                    Some(Cow::Owned(bytes.get(1..).unwrap_or_default().to_vec()))
+                }
+                None => None,
+            };
+            if !f(id, bytes) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn scan(&self) -> OpIter<'_> {
         self.ops_filtered(None)
     }
