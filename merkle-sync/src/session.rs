@@ -787,22 +787,32 @@ impl Session {
         let mut parts = Vec::new();
         let mut len = 0;
         let mut rest = None;
-        for &id in &self.outgoing {
-            let bytes = source.encoded(id)?.ok_or(SessionError::Missing(id))?;
+        let mut failed = None;
+        let max_frame_bytes = self.config.max_frame_bytes;
+        source.encoded_each(&mut self.outgoing.iter().copied(), &mut |id, bytes| {
+            let Some(bytes) = bytes else {
+                failed = Some(SessionError::Missing(id));
+                return false;
+            };
             // A frame of one op fits MAX_OPS_FRAME_BYTES exactly when the op with its version
             // byte is within MAX_OP_BYTES.
             if parts.is_empty() && bytes.len() + 1 > crdt_core::codec::MAX_OP_BYTES {
-                return Err(SessionError::OpTooLarge {
+                failed = Some(SessionError::OpTooLarge {
                     id,
                     bytes: bytes.len() + 1,
                 });
+                return false;
             }
-            if !parts.is_empty() && len + bytes.len() > self.config.max_frame_bytes {
+            if !parts.is_empty() && len + bytes.len() > max_frame_bytes {
                 rest = Some(id);
-                break;
+                return false;
             }
             len += bytes.len();
             parts.push(bytes);
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         match rest {
             Some(id) => self.outgoing = self.outgoing.split_off(&id),

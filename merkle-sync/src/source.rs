@@ -34,6 +34,23 @@ pub trait OpSource {
             Cow::Owned(bytes)
         }))
     }
+
+    /// [`OpSource::encoded`] for the ids `ids` yields, which ascend: `f` is given each with its
+    /// bytes (`None` if the log does not hold it), in turn, until it returns false. A session
+    /// fills a frame this way. The default reads them one by one; a log that can read a run
+    /// of ids in one pass (as [`StorageSource`] does) overrides it.
+    fn encoded_each<'a>(
+        &'a self,
+        ids: &mut dyn Iterator<Item = OpId>,
+        f: &mut dyn FnMut(OpId, Option<Cow<'a, [u8]>>) -> bool,
+    ) -> Result<(), SourceError> {
+        for id in ids {
+            if !f(id, self.encoded(id)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<T: OpSource + ?Sized> OpSource for &T {
@@ -43,6 +60,14 @@ impl<T: OpSource + ?Sized> OpSource for &T {
 
     fn encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, SourceError> {
         (**self).encoded(id)
+    }
+
+    fn encoded_each<'a>(
+        &'a self,
+        ids: &mut dyn Iterator<Item = OpId>,
+        f: &mut dyn FnMut(OpId, Option<Cow<'a, [u8]>>) -> bool,
+    ) -> Result<(), SourceError> {
+        (**self).encoded_each(ids, f)
     }
 }
 
@@ -69,6 +94,27 @@ impl<S: Storage> OpSource for StorageSource<'_, S> {
     fn encoded(&self, id: OpId) -> Result<Option<Cow<'_, [u8]>>, SourceError> {
         self.0.get_encoded(id).map_err(|e| SourceError {
             id,
+            source: Box::new(e),
+        })
+    }
+
+    /// [`Storage::get_encoded_each`]: the store reads the run in one pass. An error names the
+    /// id being read when it came.
+    fn encoded_each<'a>(
+        &'a self,
+        ids: &mut dyn Iterator<Item = OpId>,
+        f: &mut dyn FnMut(OpId, Option<Cow<'a, [u8]>>) -> bool,
+    ) -> Result<(), SourceError> {
+        let mut ids = ids.peekable();
+        // Nothing to read, nothing to fail; otherwise an error before the first read names it.
+        let Some(mut current) = ids.peek().copied() else {
+            return Ok(());
+        };
+        let mut ids = ids.inspect(|&id| current = id);
+        let result = self.0.get_encoded_each(&mut ids, f);
+        drop(ids);
+        result.map_err(|e| SourceError {
+            id: current,
             source: Box::new(e),
         })
     }

@@ -464,6 +464,108 @@ fn frames_from_stored_bytes_equal_frames_from_ops() {
     assert_eq!(sent, 2900, "the push is the whole tail");
 }
 
+/// A store that fails to read one op (a damaged disk, say) and lacks nothing else.
+struct Failing {
+    inner: crdt_core::MemoryStorage,
+    bad: OpId,
+}
+
+impl crdt_core::Storage for Failing {
+    fn replica_id(&self) -> Result<Option<crdt_core::ReplicaId>, crdt_core::StorageError> {
+        self.inner.replica_id()
+    }
+    fn set_replica_id(&mut self, id: crdt_core::ReplicaId) -> Result<(), crdt_core::StorageError> {
+        self.inner.set_replica_id(id)
+    }
+    fn append(&mut self, ops: &[Op]) -> Result<(), crdt_core::StorageError> {
+        self.inner.append(ops)
+    }
+    fn contains(&self, id: OpId) -> Result<bool, crdt_core::StorageError> {
+        self.inner.contains(id)
+    }
+    fn get(&self, id: OpId) -> Result<Option<Op>, crdt_core::StorageError> {
+        if id == self.bad {
+            return Err(crdt_core::StorageError::Backend("bad sector".into()));
+        }
+        self.inner.get(id)
+    }
+    fn scan(&self) -> crdt_core::OpIter<'_> {
+        self.inner.scan()
+    }
+    fn ops_after(&self, vv: &crdt_core::VersionVector) -> crdt_core::OpIter<'_> {
+        self.inner.ops_after(vv)
+    }
+    fn len(&self) -> Result<u64, crdt_core::StorageError> {
+        self.inner.len()
+    }
+}
+
+#[test]
+fn an_op_the_log_cannot_give_ends_the_push_with_an_error_naming_it() {
+    // The index holds 50 ops; the log lacks one, or fails to read one. Filling the frame that
+    // holds it stops with an error naming that op, whichever way the log is read.
+    use crdt_core::{MemoryStorage, Storage};
+    use merkle_sync::{SessionError, StorageSource};
+    let all = ops(0..50);
+    let index = Index::from_ops(&all);
+    let empty = Index::new();
+    let scope = Scope::new(["a"]);
+    let gone = all[20].id;
+    let mut lacking = MemoryStorage::new();
+    lacking
+        .append(
+            &all.iter()
+                .filter(|o| o.id != gone)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let mut failing = Failing {
+        inner: MemoryStorage::new(),
+        bad: gone,
+    };
+    failing.append(&all).unwrap();
+    let map: BTreeMap<OpId, Op> = all
+        .iter()
+        .filter(|o| o.id != gone)
+        .map(|o| (o.id, o.clone()))
+        .collect();
+    type Transmit = Result<Option<Vec<u8>>, SessionError>;
+    let push = |source: &dyn Fn(&mut Session) -> Transmit| {
+        let (mut s, mut peer) = session_pair(&index, &empty, &scope);
+        let hello = peer
+            .poll_transmit(0, &empty, &BTreeMap::new())
+            .unwrap()
+            .unwrap();
+        while source(&mut s).unwrap().is_some() {}
+        s.handle_message(1, &hello, &index).unwrap();
+        loop {
+            match source(&mut s) {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the push ended without an error"),
+                Err(e) => return e,
+            }
+        }
+    };
+    for err in [
+        push(&|s| s.poll_transmit(1, &index, &StorageSource(&lacking))),
+        push(&|s| s.poll_transmit(1, &index, &map)),
+    ] {
+        assert!(
+            matches!(err, SessionError::Missing(id) if id == gone),
+            "{err}"
+        );
+    }
+    let err = push(&|s| s.poll_transmit(1, &index, &StorageSource(&failing)));
+    match &err {
+        SessionError::Source(e) => {
+            assert_eq!(e.id, gone);
+            assert!(err.to_string().contains("bad sector"), "{err}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
 #[test]
 fn a_cut_off_session_resumes_without_starting_over() {
     let (net, expected, scope) = pair(ops(0..3000), vec![]);
