@@ -426,7 +426,7 @@ impl Storage for MemoryStorage {
             .transpose()
     }
 
-    /// One walk along the index (see [`SortedReads`]), lending the bytes.
+    /// One walk along the index where the ids follow each other, lending the bytes.
     fn get_encoded_each<'a>(
         &'a self,
         ids: &mut dyn Iterator<Item = OpId>,
