@@ -1,7 +1,8 @@
 //! Durable storage: commits per second of weft's redb store against SQLite (WAL,
 //! `synchronous=FULL`, a `WITHOUT ROWID` table keyed like ours) on the same ops in the same run,
 //! with one op per commit, batches of 100 and of 10,000, and eight threads committing one op at
-//! a time; then the time to open a store of 1,000,000 ops. The two systems take turns in rounds
+//! a time; then the time to open a store of 1,000,000 ops, and to read its ops' stored bytes
+//! for sync one by one and in a batch (`Storage::get_encoded_each`). The two systems take turns in rounds
 //! so that both see the same machine load.
 //!
 //! `cargo bench -p benches --bench storage [-- --ops N --dir PATH --long]`. With `--test`
@@ -320,6 +321,44 @@ fn open_rows(args: &Args, scratch: &Scratch) {
         }),
     );
     assert_eq!(count as u64, n - tail);
+    // What a sync session reads to fill its frames: every op's stored bytes in id order
+    // (a peer that has nothing), and every 100th (scattered gaps).
+    let store = RedbStorage::open(&path).expect("opens");
+    let ids: Vec<OpId> = store.scan().map(|op| op.expect("decodes").id).collect();
+    let sparse: Vec<OpId> = ids.iter().step_by(100).copied().collect();
+    for (what, ids) in [("every op", &ids), ("every 100th op", &sparse)] {
+        // The two take turns, twice, and the better time of each counts, so that neither is
+        // the one that warms the page cache.
+        let (mut single, mut batch) = (Duration::MAX, Duration::MAX);
+        for _ in 0..2 {
+            let mut one_by_one = 0;
+            single = single.min(timed(|| {
+                for &id in ids {
+                    one_by_one += store.get_encoded(id).expect("reads").expect("stored").len();
+                }
+            }));
+            let mut batched = 0;
+            batch = batch.min(timed(|| {
+                store
+                    .get_encoded_each(&mut ids.iter().copied(), &mut |_, bytes| {
+                        batched += bytes.expect("stored").len();
+                        true
+                    })
+                    .expect("reads");
+            }));
+            assert_eq!(one_by_one, batched);
+        }
+        let per_op = |d: Duration| d.as_secs_f64() * 1e9 / ids.len() as f64;
+        println!(
+            "| stored bytes of {what} for sync ({} ops): one by one (get_encoded) {:.0} ns an op, in a batch (get_encoded_each) {:.0} ns an op | {:.3} s / {:.3} s |",
+            ids.len(),
+            per_op(single),
+            per_op(batch),
+            single.as_secs_f64(),
+            batch.as_secs_f64()
+        );
+    }
+    drop(store);
     let mut replica = None;
     row(
         &format!(
