@@ -8,7 +8,7 @@
 //! justify (postcard reads each length before the bytes it covers and fails when they are not
 //! there; sequence pre-allocation is capped by serde).
 
-use crate::Op;
+use crate::{Op, OpId};
 
 /// The op encoding's format version, the first byte of every encoded op or batch.
 pub const FORMAT_VERSION: u8 = 1;
@@ -117,6 +117,17 @@ pub fn decode_op(bytes: &[u8]) -> Result<Op, DecodeError> {
         return Err(DecodeError::Trailing(rest.len()));
     }
     Ok(op)
+}
+
+/// The id and collection of an op from the postcard bytes of its encoding (an [`encode_op`]
+/// without the version byte, as [`Storage::get_encoded`](crate::Storage::get_encoded) gives
+/// it), read from the front without decoding the rest: what indexing stored bytes needs.
+pub fn op_id_and_collection(body: &[u8]) -> Result<(OpId, &str), DecodeError> {
+    // Op's first three fields, in order (postcard encodes a struct as the tuple of its
+    // fields); `op_id_and_collection_read_the_front_of_an_op` holds the two to the same order.
+    let ((id, _schema_version, collection), _rest) =
+        postcard::take_from_bytes::<(OpId, u32, &str)>(body)?;
+    Ok((id, collection))
 }
 
 /// Encodes a batch of ops: version byte, varint count, then each op in postcard.

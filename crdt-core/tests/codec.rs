@@ -269,6 +269,18 @@ proptest! {
     }
 
     #[test]
+    fn op_id_and_collection_read_the_front_of_an_op(op in arb_op(), cut in any::<prop::sample::Index>()) {
+        let bytes = encode_op(&op);
+        let (id, collection) = crdt_core::codec::op_id_and_collection(&bytes[1..]).unwrap();
+        prop_assert_eq!((id, collection), (op.id, op.collection.as_str()));
+        // Cut short anywhere: an error where the front is cut, never a panic or a wrong answer.
+        let cut = cut.index(bytes.len());
+        if let Ok((id, collection)) = crdt_core::codec::op_id_and_collection(&bytes[1..1 + cut]) {
+            prop_assert_eq!((id, collection), (op.id, op.collection.as_str()));
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_op(&bytes);
         let _ = decode_ops(&bytes);
