@@ -8,6 +8,7 @@ use hlc::Timestamp;
 
 use crate::batch_hash;
 use crate::sketch::{self, Symbol};
+use crate::source::{OpSource, SourceError};
 use crate::trie::{Key, Trie};
 
 /// A 32-byte blake3 digest: of one op's encoding, of a range of ops, or of a scope's root.
@@ -61,17 +62,7 @@ fn digested<'a>(
                 crdt_core::codec::encode_op_into(op, &mut buf);
                 ends.push(buf.len());
             }
-            let inputs: Vec<&[u8]> = ends
-                .iter()
-                .scan(0, |start, &end| {
-                    let input = &buf[*start..end];
-                    *start = end;
-                    Some(input)
-                })
-                .collect();
-            digests.clear();
-            digests.resize(batch.len(), [0u8; 32]);
-            batch_hash::hash_many(&inputs, &mut digests);
+            hash_back_to_back(&buf, &ends, &mut digests);
             next = 0;
         }
         let op = batch[next];
@@ -83,6 +74,22 @@ fn digested<'a>(
 
 /// Ops [`digested`] encodes and hashes at a time.
 const DIGEST_BATCH: usize = 1024;
+
+/// The blake3 digests of the inputs that lie back to back in `buf`, each ending at the next
+/// of `ends`, into `digests` ([`batch_hash::hash_many`]).
+fn hash_back_to_back(buf: &[u8], ends: &[usize], digests: &mut Vec<[u8; 32]>) {
+    let inputs: Vec<&[u8]> = ends
+        .iter()
+        .scan(0, |start, &end| {
+            let input = &buf[*start..end];
+            *start = end;
+            Some(input)
+        })
+        .collect();
+    digests.clear();
+    digests.resize(ends.len(), [0u8; 32]);
+    batch_hash::hash_many(&inputs, digests);
+}
 
 /// The collections a session may exchange: nothing outside is offered, not even an id or a
 /// digest that covers it. Sorted and without duplicates.
@@ -311,6 +318,92 @@ impl Index {
     /// [`Index::extend`] does. Returns how many were new.
     pub fn insert_ops(&mut self, ops: &[Op]) -> u64 {
         self.extend(digested(ops))
+    }
+
+    /// Indexes the ops `ids` names from the log they were stored in (for instance the ids
+    /// `Replica::apply_remote` reports applied, read through a
+    /// [`StorageSource`](crate::StorageSource)): as [`Index::insert_ops`] on those ops, but
+    /// from their stored bytes, read in one pass ([`OpSource::encoded_each`]) and hashed as
+    /// they are, without decoding or encoding an op. Ids in any order, repeats allowed.
+    /// Returns how many were new.
+    ///
+    /// An id the log does not hold, bytes that do not start like that op's, or a failed read
+    /// is an error naming the op, and then nothing is indexed.
+    pub fn insert_from(
+        &mut self,
+        source: &impl OpSource,
+        ids: &[OpId],
+    ) -> Result<u64, SourceError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        // Collections by number; ops of one collection usually come together.
+        let mut names: Vec<String> = Vec::new();
+        let mut numbers: BTreeMap<String, usize> = BTreeMap::new();
+        let mut last = None;
+        let mut entries: Vec<(usize, OpId, Digest)> = Vec::with_capacity(ids.len());
+        // A block of encodings (version byte and stored bytes), hashed DIGEST_BATCH at a time.
+        let mut block: Vec<(usize, OpId)> = Vec::with_capacity(DIGEST_BATCH);
+        let (mut buf, mut ends, mut digests) = (Vec::new(), Vec::new(), Vec::new());
+        let mut flush =
+            |block: &mut Vec<(usize, OpId)>, buf: &mut Vec<u8>, ends: &mut Vec<usize>| {
+                hash_back_to_back(buf, ends, &mut digests);
+                entries.extend(
+                    block
+                        .drain(..)
+                        .zip(&digests)
+                        .map(|((name, id), d)| (name, id, Digest(*d))),
+                );
+                buf.clear();
+                ends.clear();
+            };
+        let mut failed = None;
+        let fail = |id: OpId, why: Box<dyn std::error::Error + Send + Sync>| SourceError {
+            id,
+            source: why,
+        };
+        source.encoded_each(&mut ids.iter().copied(), &mut |id, bytes| {
+            let Some(bytes) = bytes else {
+                failed = Some(fail(id, "the log does not hold it".into()));
+                return false;
+            };
+            let collection = match crdt_core::codec::op_id_and_collection(&bytes) {
+                Ok((got, collection)) if got == id => collection,
+                Ok((got, _)) => {
+                    failed = Some(fail(id, format!("the log gave the bytes of {got}").into()));
+                    return false;
+                }
+                Err(e) => {
+                    failed = Some(fail(id, Box::new(e)));
+                    return false;
+                }
+            };
+            let name = match last {
+                Some(n) if names[n] == collection => n,
+                _ => *numbers.entry(collection.to_owned()).or_insert_with(|| {
+                    names.push(collection.to_owned());
+                    names.len() - 1
+                }),
+            };
+            last = Some(name);
+            block.push((name, id));
+            buf.push(crdt_core::codec::FORMAT_VERSION);
+            buf.extend_from_slice(&bytes);
+            ends.push(buf.len());
+            if block.len() == DIGEST_BATCH {
+                flush(&mut block, &mut buf, &mut ends);
+            }
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        flush(&mut block, &mut buf, &mut ends);
+        Ok(self.extend(
+            entries
+                .iter()
+                .map(|&(name, id, digest)| (names[name].as_str(), id, digest)),
+        ))
     }
 
     fn collection_mut(&mut self, collection: &str) -> &mut CollectionIndex {
@@ -679,6 +772,75 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(local.tail.len() as u64, budget - local.floor);
         assert_eq!(local.walks, 1);
+    }
+
+    #[test]
+    fn indexing_from_the_log_matches_indexing_the_ops() {
+        use crdt_core::{MemoryStorage, Storage};
+        // Three collections, interleaved; ids given out of order, with repeats, to an index
+        // that already holds some of them.
+        let ops: Vec<Op> = (0..5000u64)
+            .map(|i| op(["a", "b", "c"][(i * 7 % 3) as usize], 10 + i, 1 + i % 4))
+            .collect();
+        let mut store = MemoryStorage::new();
+        store.append(&ops).unwrap();
+        let log: BTreeMap<OpId, Op> = ops.iter().map(|o| (o.id, o.clone())).collect();
+        let scope = Scope::new(["a", "b", "c"]);
+        let mut ids: Vec<OpId> = ops.iter().map(|o| o.id).rev().collect();
+        ids.extend(ops[100..200].iter().map(|o| o.id));
+        let want = Index::from_ops(&ops);
+        for from_store in [true, false] {
+            let mut index = Index::from_ops(&ops[..700]);
+            let added = if from_store {
+                index
+                    .insert_from(&crate::StorageSource(&store), &ids)
+                    .unwrap()
+            } else {
+                index.insert_from(&log, &ids).unwrap()
+            };
+            assert_eq!(added, 4300);
+            assert_eq!(index.len(), 5000);
+            assert_eq!(index.root(&scope), want.root(&scope));
+            assert_eq!(index.frontier(&scope), want.frontier(&scope));
+            for name in ["a", "b", "c"] {
+                assert_eq!(
+                    index.collections[name].sketch,
+                    want.collections[name].sketch
+                );
+            }
+        }
+        // An id the log lacks: an error naming it, and nothing indexed.
+        let stranger = op("a", 99_999, 1);
+        let mut index = Index::from_ops(&ops[..10]);
+        let err = index
+            .insert_from(&crate::StorageSource(&store), &[ops[20].id, stranger.id])
+            .unwrap_err();
+        assert_eq!(err.id, stranger.id);
+        assert_eq!(index.len(), 10);
+        assert_eq!(index.root(&scope), Index::from_ops(&ops[..10]).root(&scope));
+    }
+
+    /// A log that lends, for one id, the bytes of another op.
+    struct Mixed<'a>(&'a BTreeMap<OpId, Op>, OpId, OpId);
+
+    impl crate::OpSource for Mixed<'_> {
+        fn op(&self, id: OpId) -> Result<Option<Op>, SourceError> {
+            self.0.op(if id == self.1 { self.2 } else { id })
+        }
+    }
+
+    #[test]
+    fn indexing_from_a_log_that_lends_the_wrong_bytes_is_an_error() {
+        let ops: Vec<Op> = (0..50u64).map(|i| op("a", 10 + i, 1)).collect();
+        let log: BTreeMap<OpId, Op> = ops.iter().map(|o| (o.id, o.clone())).collect();
+        let mut index = Index::new();
+        let ids: Vec<OpId> = ops.iter().map(|o| o.id).collect();
+        let err = index
+            .insert_from(&Mixed(&log, ops[7].id, ops[8].id), &ids)
+            .unwrap_err();
+        assert_eq!(err.id, ops[7].id);
+        assert!(err.to_string().contains(&ops[8].id.to_string()), "{err}");
+        assert!(index.is_empty());
     }
 
     #[test]

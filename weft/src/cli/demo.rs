@@ -157,11 +157,11 @@ fn sync(peers: &mut [Peer; 2]) -> Result<SyncStats, Box<dyn std::error::Error>> 
                     if let Event::Ops(ops) = event {
                         stats.ops += ops.len() as u64;
                         let outcome = peers[to].replica.apply_remote(ops)?;
-                        for id in outcome.applied {
-                            if let Some(op) = peers[to].replica.storage().get(id)? {
-                                peers[to].index.insert_op(&op);
-                            }
-                        }
+                        let peer = &mut peers[to];
+                        peer.index.insert_from(
+                            &merkle_sync::StorageSource(peer.replica.storage()),
+                            &outcome.applied,
+                        )?;
                     }
                 }
             }

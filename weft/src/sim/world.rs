@@ -192,14 +192,13 @@ impl Node {
                         other => return Err(format!("honest op {id} rejected: {other}")),
                     }
                 }
+                self.index
+                    .insert_from(
+                        &merkle_sync::StorageSource(self.replica.storage()),
+                        &outcome.applied,
+                    )
+                    .map_err(|e| format!("indexing applied ops: {e}"))?;
                 for id in outcome.applied {
-                    let op = self
-                        .replica
-                        .storage()
-                        .get(id)
-                        .map_err(|e| format!("reading applied op {id}: {e}"))?
-                        .ok_or_else(|| format!("applied op {id} is not in the log"))?;
-                    self.index.insert_op(&op);
                     self.acked.insert(id);
                     self.high = self.high.max(Some(id.ts));
                 }
