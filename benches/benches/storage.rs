@@ -2,8 +2,8 @@
 //! `synchronous=FULL`, a `WITHOUT ROWID` table keyed like ours) on the same ops in the same run,
 //! with one op per commit, batches of 100 and of 10,000, and eight threads committing one op at
 //! a time; then the time to open a store of 1,000,000 ops, and to read its ops' stored bytes
-//! for sync one by one and in a batch (`Storage::get_encoded_each`). The two systems take turns in rounds
-//! so that both see the same machine load.
+//! for sync one by one and in a batch (`Storage::get_encoded_each`). The two systems take
+//! turns in rounds so that both see the same machine load.
 //!
 //! `cargo bench -p benches --bench storage [-- --ops N --dir PATH --long]`. With `--test`
 //! (cargo's smoke mode) every size shrinks. `--long` runs 2,000 single-op and 1,000 100-op

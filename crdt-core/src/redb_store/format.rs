@@ -215,6 +215,13 @@ pub(super) fn decode_stored(key: u128, bytes: &[u8]) -> Result<Op, StorageError>
     Ok(op)
 }
 
+/// An op's stored bytes as sync sends them, after the version byte, once they have been checked
+/// to decode to the op `key` names (a peer is never sent bytes from a damaged disk).
+pub(super) fn checked_encoding(key: u128, bytes: &[u8]) -> Result<Vec<u8>, StorageError> {
+    decode_stored(key, bytes)?;
+    Ok(bytes.get(1..).unwrap_or_default().to_vec())
+}
+
 pub(super) fn decode_replica(bytes: &[u8]) -> Result<ReplicaId, StorageError> {
     let b: [u8; 8] = bytes
         .try_into()

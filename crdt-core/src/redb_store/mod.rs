@@ -393,11 +393,10 @@ impl Storage for RedbStorage {
         let Some(found) = table.get(key).map_err(backend)? else {
             return Ok(None);
         };
-        let bytes = found.value();
-        format::decode_stored(key, bytes)?;
-        Ok(Some(Cow::Owned(
-            bytes.get(1..).unwrap_or_default().to_vec(),
-        )))
+        Ok(Some(Cow::Owned(format::checked_encoding(
+            key,
+            found.value(),
+        )?)))
     }
 
     /// One read transaction and one walk along the table for the batch (see
@@ -420,11 +419,7 @@ impl Storage for RedbStorage {
         for id in ids {
             let key = format::key(id);
             let bytes = match reads.get(key, seek, lookup)? {
-                Some(found) => {
-                    let bytes = found.value();
-                    format::decode_stored(key, bytes)?;
-                    Some(Cow::Owned(bytes.get(1..).unwrap_or_default().to_vec()))
-                }
+                Some(found) => Some(Cow::Owned(format::checked_encoding(key, found.value())?)),
                 None => None,
             };
             if !f(id, bytes) {
