@@ -322,3 +322,16 @@ impl Net {
         Ok(())
     }
 }
+
+/// Ops `1000 + i` of collection "a" for each `i` of `range`, by replicas 1-3, of about 40 bytes.
+pub fn ops(range: impl Iterator<Item = u64>) -> Vec<Op> {
+    range.map(|i| op("a", 1000 + i, 1 + i % 3, 40)).collect()
+}
+
+/// Two sessions of the default config over `scope`, on indexes `a` and `b`.
+pub fn session_pair(a: &Index, b: &Index, scope: &Scope) -> (Session, Session) {
+    (
+        Session::new(0, scope.clone(), Config::default(), a),
+        Session::new(0, scope.clone(), Config::default(), b),
+    )
+}
