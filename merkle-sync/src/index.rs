@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use crdt_core::{Op, OpId, ReplicaId, VersionVector};
 use hlc::Timestamp;
@@ -147,9 +148,10 @@ const SMALL_CACHED_SYMBOLS: usize = 1 << 10;
 
 /// The symbols cached for a collection of `n` ops: `n / 16` rounded up to a power of two,
 /// between 64 and 1024, below [`FULL_CACHE_AT`] ops, and the full 32768 from there on. A
-/// change of target rebuilds the cache from every key, so the target grows in few steps: the
-/// rebuilds of a collection that grows to `n` ops cost about two passes over 16,384 keys,
-/// rather than a pass over `n / 2` keys at every doubling.
+/// change of target drops the cache, which the next sketch rebuilds from every key, so the
+/// target grows in few steps: the rebuilds of a collection that grows to `n` ops with
+/// sketches all along cost about two passes over 16,384 keys, rather than a pass over
+/// `n / 2` keys at every doubling.
 fn cache_target(n: u64) -> usize {
     if n >= FULL_CACHE_AT {
         return MAX_CACHED_SYMBOLS;
@@ -164,18 +166,37 @@ fn cache_target(n: u64) -> usize {
 struct CollectionIndex {
     trie: Trie,
     frontier: VersionVector,
-    /// The first symbols of the collection's difference sketch, kept up to date on insert.
-    sketch: Vec<Symbol>,
+    /// The first [`cache_target`] symbols of the collection's difference sketch: built from
+    /// every key when a sketch first needs them ([`CollectionIndex::cached_sketch`]), then
+    /// kept up to date on insert until the target grows, which drops them until the next
+    /// sketch. A log that is only caught up, or only grows at the tail, never builds them.
+    sketch: OnceLock<Vec<Symbol>>,
 }
 
 impl CollectionIndex {
-    fn rebuild_sketch(&mut self) {
-        let mut s = vec![Symbol::default(); cache_target(self.trie.len())];
-        self.trie.for_each_from(&[0; 16], |k, _| {
-            sketch::add_item(&mut s, 0, k, 1);
-            true
-        });
-        self.sketch = s;
+    /// The cached symbols, built now if need be (one pass over the keys).
+    fn cached_sketch(&self) -> &[Symbol] {
+        self.sketch.get_or_init(|| {
+            let mut s = vec![Symbol::default(); cache_target(self.trie.len())];
+            self.trie.for_each_from(&[0; 16], |k, _| {
+                sketch::add_item(&mut s, 0, k, 1);
+                true
+            });
+            s
+        })
+    }
+
+    /// Before inserts that take the trie to at most `len` keys: drops the cached symbols
+    /// unless they stay the target (which only grows), so that what is left is brought up
+    /// to date key by key.
+    fn keep_sketch_if_target(&mut self, len: u64) {
+        if self
+            .sketch
+            .get()
+            .is_some_and(|s| s.len() != cache_target(len))
+        {
+            self.sketch = OnceLock::new();
+        }
     }
 
     /// Ids not covered by `vv`, in order.
@@ -212,6 +233,13 @@ impl CollectionIndex {
 /// The application keeps it beside its log and inserts every op that the log stores, from
 /// local writes and from sync alike ([`Index::insert_op`]); sessions read it on every call.
 /// Inserting costs O(log n) hashes; any range digest is O(log n).
+///
+/// The sketch symbols are cached per collection from the first sketch a session sends over
+/// it, which builds them in one pass over the collection's ids (200-300 ns an id at the full
+/// 32,768 symbols on a 2-core VM, about 20 symbol updates each); from then on an insert
+/// keeps them up to date at about the same cost for its id. An index that is only ever
+/// caught up (its peer's push completes it, so no sketch is sent) never pays for them.
+/// [`Index::warm_sketches`] builds them ahead of time, off the path of a session.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     collections: BTreeMap<String, CollectionIndex>,
@@ -231,6 +259,17 @@ impl Index {
         index
     }
 
+    /// Builds the cached sketch symbols of every collection that lacks them, which the first
+    /// sketch a session sends would otherwise build (see [`Index`]): for instance right after
+    /// [`Index::from_ops`] at start-up, so that the first sync with scattered gaps does not
+    /// wait on a pass over the log. Takes `&self`: the caches are built once, whichever
+    /// thread asks first.
+    pub fn warm_sketches(&self) {
+        for c in self.collections.values() {
+            c.cached_sketch();
+        }
+    }
+
     /// Indexes the op `id` of `collection` with its digest ([`op_digest`]). Returns false if it
     /// was already indexed.
     pub fn insert(&mut self, collection: &str, id: OpId, digest: Digest) -> bool {
@@ -240,10 +279,9 @@ impl Index {
             return false;
         }
         c.frontier.observe(id);
-        if cache_target(c.trie.len()) > c.sketch.len() {
-            c.rebuild_sketch();
-        } else {
-            sketch::add_item(&mut c.sketch, 0, &key, 1);
+        c.keep_sketch_if_target(c.trie.len());
+        if let Some(s) = c.sketch.get_mut() {
+            sketch::add_item(s, 0, &key, 1);
         }
         self.len += 1;
         true
@@ -283,10 +321,7 @@ impl Index {
             batch.sort_by_key(|a| a.0);
             batch.dedup_by(|a, b| a.0 == b.0);
             let c = self.collection_mut(collection);
-            // The sketch is kept up to date op by op only if it will still be big enough
-            // after the batch (the target only grows); otherwise it is rebuilt at the end.
-            let upper = c.trie.len().saturating_add(batch.len() as u64);
-            let incremental = c.sketch.len() >= cache_target(upper);
+            c.keep_sketch_if_target(c.trie.len().saturating_add(batch.len() as u64));
             let CollectionIndex {
                 trie,
                 frontier,
@@ -301,12 +336,10 @@ impl Index {
                 fresh.push(*key);
             });
             trie.refresh(); // nothing to do where no path is dirty
-            if incremental {
+            if let Some(sketch) = sketch.get_mut() {
                 for key in &fresh {
                     sketch::add_item(sketch, 0, key, 1);
                 }
-            } else {
-                c.rebuild_sketch();
             }
             added += fresh.len() as u64;
         }
@@ -588,7 +621,7 @@ impl Index {
                 .collect(),
             floor: self
                 .in_scope(scope)
-                .map(|(_, c)| c.sketch.len() as u64)
+                .map(|(_, c)| c.cached_sketch().len() as u64)
                 .min()
                 .unwrap_or(0),
             tail: Vec::new(),
@@ -619,7 +652,7 @@ impl Index {
             let upto = end.min(floor);
             for (_, c) in self.in_scope(scope) {
                 // Every in-scope collection caches at least `floor` symbols.
-                let cached = &c.sketch[start as usize..upto as usize];
+                let cached = &c.cached_sketch()[start as usize..upto as usize];
                 for (o, s) in out.iter_mut().zip(cached) {
                     *o = o.plus(s);
                 }
@@ -727,9 +760,9 @@ mod tests {
             }
             out
         };
-        assert_eq!(index.collections["a"].sketch.len(), 1024);
-        assert_eq!(index.collections["b"].sketch.len(), 64);
         let mut local = index.local_sketch(&scope, &cut);
+        assert_eq!(index.collections["a"].cached_sketch().len(), 1024);
+        assert_eq!(index.collections["b"].cached_sketch().len(), 64);
         for (start, len) in [(0, 100), (1000, 100), (100, 3000)] {
             let got = index.sketch(&scope, &mut local, start, len, 1 << 20);
             assert_eq!(got, fresh(start, len), "{start}+{len}");
@@ -804,8 +837,8 @@ mod tests {
             assert_eq!(index.frontier(&scope), want.frontier(&scope));
             for name in ["a", "b", "c"] {
                 assert_eq!(
-                    index.collections[name].sketch,
-                    want.collections[name].sketch
+                    index.collections[name].cached_sketch(),
+                    want.collections[name].cached_sketch()
                 );
             }
         }
@@ -845,7 +878,9 @@ mod tests {
 
     #[test]
     fn batches_index_like_single_inserts() {
-        // Enough ops for the cached sketch to grow (and be rebuilt) inside a batch.
+        // Enough ops for the cached sketch to grow (dropped, then rebuilt) inside a batch.
+        // The caches are asked for all along, so that between growths inserts keep them up
+        // to date in place; at the end they must be what a fresh build gives.
         let ops: Vec<Op> = (0..5000u64)
             .map(|i| {
                 op(
@@ -857,24 +892,81 @@ mod tests {
             .collect();
         let scope = Scope::new(["a", "b"]);
         let mut one = Index::new();
-        for op in &ops {
+        for (i, op) in ops.iter().enumerate() {
             assert!(one.insert_op(op));
+            if i % 97 == 0 {
+                one.warm_sketches();
+            }
         }
         let mut batched = Index::from_ops(&ops[..700]);
+        batched.warm_sketches();
         for chunk in ops[300..].chunks(613) {
             batched.insert_ops(chunk);
+            batched.warm_sketches();
         }
         assert_eq!(batched.insert_ops(&ops[..10]), 0);
         let fresh = Index::from_ops(&ops);
-        for index in [&batched, &fresh] {
+        for index in [&batched, &one] {
             assert_eq!(index.len(), 5000);
-            assert_eq!(index.root(&scope), one.root(&scope));
-            assert_eq!(index.frontier(&scope), one.frontier(&scope));
+            assert_eq!(index.root(&scope), fresh.root(&scope));
+            assert_eq!(index.frontier(&scope), fresh.frontier(&scope));
             for name in ["a", "b"] {
-                let (c, o) = (&index.collections[name], &one.collections[name]);
-                assert_eq!(c.sketch, o.sketch, "{name}");
-                assert!(c.sketch.len() > 64, "the sketch grew");
+                let (c, f) = (&index.collections[name], &fresh.collections[name]);
+                assert_eq!(c.sketch.get().map(Vec::as_slice), Some(f.cached_sketch()));
+                assert!(f.cached_sketch().len() > 64, "the sketch grew");
             }
+        }
+    }
+
+    #[test]
+    fn the_sketch_cache_is_built_only_when_a_sketch_needs_it() {
+        let ops: Vec<Op> = (0..3000u64)
+            .map(|i| op(["a", "b"][(i % 4 == 0) as usize], 10 + i, 1 + i % 3))
+            .collect();
+        let cached = |index: &Index, name: &str| index.collections[name].sketch.get().cloned();
+        // Bulk indexing and catching up build nothing.
+        let mut index = Index::from_ops(&ops[..1000]);
+        index.insert_ops(&ops[1000..2000]);
+        for name in ["a", "b"] {
+            assert_eq!(cached(&index, name), None, "{name}");
+        }
+        // A sketch over "a" builds "a"'s cache alone, from every key.
+        let scope = Scope::new(["a"]);
+        let cut = index.frontier(&scope);
+        let mut local = index.local_sketch(&scope, &cut);
+        let whole = Index::from_ops(&ops[..2000]);
+        assert_eq!(
+            cached(&index, "a").as_deref(),
+            Some(whole.collections["a"].cached_sketch())
+        );
+        assert_eq!(cached(&index, "b"), None);
+        let first = index.sketch(&scope, &mut local, 0, 40, 1 << 20);
+        let mut want = vec![Symbol::default(); 40];
+        for o in ops[..2000].iter().filter(|o| o.collection == "a") {
+            sketch::add_item(&mut want, 0, &o.id.to_bytes(), 1);
+        }
+        assert_eq!(first, want);
+        // Inserts that keep the target update the cache in place; it stays a fresh build's.
+        let target = cache_target(index.collections["a"].trie.len());
+        index.insert_ops(&ops[2000..2010]);
+        assert_eq!(cache_target(index.collections["a"].trie.len()), target);
+        let now = Index::from_ops(&ops[..2010]);
+        assert_eq!(
+            cached(&index, "a").as_deref(),
+            Some(now.collections["a"].cached_sketch())
+        );
+        // Growing past the target drops it; warming builds every collection's.
+        index.insert_ops(&ops[2010..]);
+        assert_ne!(cache_target(index.collections["a"].trie.len()), target);
+        assert_eq!(cached(&index, "a"), None);
+        index.warm_sketches();
+        let all = Index::from_ops(&ops);
+        for name in ["a", "b"] {
+            assert_eq!(
+                cached(&index, name).as_deref(),
+                Some(all.collections[name].cached_sketch()),
+                "{name}"
+            );
         }
     }
 }

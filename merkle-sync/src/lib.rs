@@ -5,9 +5,10 @@
 //! shapes the crate: **the [`Index`] is a Merkle tree whose shape depends only on the set of
 //! op ids** (a crit-bit trie over the 16 sortable `OpId` bytes, one per collection, blake3
 //! over children), so equal sets have equal roots whatever the order of arrival, and a root
-//! comparison settles identical logs in one round trip. Beside each tree the index keeps the
+//! comparison settles identical logs in one round trip. Beside each tree the index caches the
 //! first symbols of a rateless invertible Bloom lookup table, the set-difference sketch that
-//! finds scattered gaps in one more round trip.
+//! finds scattered gaps in one more round trip (built at the first sketch that needs them, so
+//! a log that only ever catches up never pays for them).
 //!
 //! A [`Session`] is a state machine in the style of quinn-proto: inputs through
 //! [`Session::handle_message`] and [`Session::handle_timeout`], outputs through
