@@ -302,14 +302,18 @@ impl Net {
         out
     }
 
-    /// Invariants at the end of a run: every index matches a fresh index of its log, and
-    /// (given `expected`) every node holds exactly the expected ops.
+    /// Invariants at the end of a run: every index matches a fresh index of its log (its
+    /// cached sketches included), and (given `expected`) every node holds exactly the
+    /// expected ops.
     pub fn check(&self, scope: &Scope, expected: &[BTreeSet<OpId>]) -> Result<(), String> {
         for (i, node) in self.nodes.iter().enumerate() {
             let fresh = Index::from_ops(node.log.values());
             if fresh.root(scope) != node.index.root(scope) || fresh.len() != node.index.len() {
                 return Err(format!("node {i}: index does not match its log"));
             }
+            node.index
+                .check_sketch_caches()
+                .map_err(|e| format!("node {i}: {e}"))?;
             let got: BTreeSet<OpId> = node.log.keys().copied().collect();
             if got != expected[i] {
                 let missing = expected[i].difference(&got).count();
