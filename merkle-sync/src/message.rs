@@ -11,7 +11,7 @@ use crate::sketch::Symbol;
 use crate::trie::{Key, mask, same_prefix, with_bits};
 
 /// The sync protocol's version, the second byte of a Hello.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Messages larger than this are refused before decoding: 8 MiB. The one exception is an ops
 /// frame that holds a single op, which may be as large as [`MAX_OPS_FRAME_BYTES`], so that
@@ -86,6 +86,9 @@ pub enum MessageError {
     /// A range entry whose bit positions or ids do not fit together.
     #[error("bad range entry: {0}")]
     BadRange(&'static str),
+    /// A `Want` whose ids are out of order or name their replicas wrongly.
+    #[error("bad want list: {0}")]
+    BadWant(&'static str),
     /// A frontier names its replicas out of increasing order, or one twice.
     #[error("frontier replicas are not in increasing order")]
     UnsortedFrontier,
@@ -156,7 +159,7 @@ pub(crate) enum Message {
     },
     /// A request for symbols `start..start + len` of sketch `id`.
     More { id: u64, start: u64, len: u64 },
-    /// A request for these ops.
+    /// A request for these ops (encoded sorted, each once; see [`Message::encode`]).
     Want { ids: Vec<OpId> },
     /// Ops, in id order.
     Ops(Vec<Op>),
@@ -209,10 +212,7 @@ impl Message {
             }
             Self::Want { ids } => {
                 out.push(TAG_WANT);
-                varint(&mut out, ids.len() as u64);
-                for id in ids {
-                    out.extend_from_slice(&id.to_bytes());
-                }
+                want_list(&mut out, ids);
             }
             Self::Ops(ops) => {
                 out.push(TAG_OPS);
@@ -301,14 +301,9 @@ impl Message {
                 start: r.varint()?,
                 len: r.varint()?,
             },
-            TAG_WANT => {
-                let n = r.count("wanted ids", 16, usize::MAX)?;
-                let mut ids = Vec::with_capacity(n);
-                for _ in 0..n {
-                    ids.push(OpId::from_bytes(r.array::<16>()?));
-                }
-                Self::Want { ids }
-            }
+            TAG_WANT => Self::Want {
+                ids: r.want_list()?,
+            },
             TAG_OPS => {
                 let ops = crdt_core::codec::decode_ops(r.0)?;
                 r.0 = &[];
@@ -397,6 +392,45 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Bytes of one id in a want list at most: a 48-bit millisecond delta (7 varint bytes), the
+/// logical counter (3) and a replica's position (3: fewer than 2^21 replicas, since each is
+/// named by an id of a message), plus its replica's 8 bytes in the table if it is new.
+pub(crate) const MAX_WANT_ID_BYTES: usize = 7 + 3 + 3 + 8;
+
+/// A want list: the id count, the replicas the ids name (a count, then each `ReplicaId`, in
+/// increasing order), then the ids in increasing order, each as the millisecond delta from
+/// the id before (the first from 0), the logical counter and the replica's position in the
+/// table, all varints. Sorted, consecutive ids of a few replicas take 4-6 bytes each rather
+/// than 16. Ids that are not sorted and distinct are sorted and deduplicated first.
+fn want_list(out: &mut Vec<u8>, ids: &[OpId]) {
+    let sorted;
+    let ids = if ids.windows(2).all(|w| w[0] < w[1]) {
+        ids
+    } else {
+        let mut v = ids.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        sorted = v;
+        &sorted
+    };
+    let mut replicas: Vec<ReplicaId> = ids.iter().map(|id| id.replica).collect();
+    replicas.sort_unstable();
+    replicas.dedup();
+    varint(out, ids.len() as u64);
+    varint(out, replicas.len() as u64);
+    for r in &replicas {
+        out.extend_from_slice(&r.as_u64().to_be_bytes());
+    }
+    let mut ms = 0;
+    for id in ids {
+        varint(out, id.ts.millis() - ms);
+        varint(out, u64::from(id.ts.logical()));
+        let at = replicas.binary_search(&id.replica).unwrap_or_default();
+        varint(out, at as u64);
+        ms = id.ts.millis();
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
@@ -443,6 +477,51 @@ impl Reader<'_> {
             Ok(n) if n <= cap && n.saturating_mul(min_bytes) <= self.0.len() => Ok(n),
             _ => Err(MessageError::TooMany { what, count }),
         }
+    }
+
+    /// A want list ([`want_list`]): every count checked against the bytes left, ids strictly
+    /// increasing, every position inside the table and every replica of the table named.
+    fn want_list(&mut self) -> Result<Vec<OpId>, MessageError> {
+        // An id is at least three bytes (delta, counter, position).
+        let n = self.count("wanted ids", 3, usize::MAX)?;
+        let r = self.count("want replicas", 8, n)?;
+        if (r == 0) != (n == 0) {
+            return Err(MessageError::BadWant("a replica table that names no id"));
+        }
+        let mut replicas = Vec::with_capacity(r);
+        for _ in 0..r {
+            let replica = ReplicaId::new(u64::from_be_bytes(self.array::<8>()?));
+            if replicas.last().is_some_and(|&last| last >= replica) {
+                return Err(MessageError::BadWant("replicas out of order"));
+            }
+            replicas.push(replica);
+        }
+        let mut named = vec![false; r];
+        let mut ids: Vec<OpId> = Vec::with_capacity(n);
+        let mut ms = 0u64;
+        for _ in 0..n {
+            ms = ms
+                .checked_add(self.varint()?)
+                .ok_or(MessageError::BadWant("milliseconds overflow"))?;
+            let logical = u16::try_from(self.varint()?)
+                .map_err(|_| MessageError::BadWant("logical counter over 16 bits"))?;
+            let ts = Timestamp::new(ms, logical)
+                .ok_or(MessageError::BadWant("milliseconds over 48 bits"))?;
+            let at = usize::try_from(self.varint()?)
+                .ok()
+                .filter(|&at| at < r)
+                .ok_or(MessageError::BadWant("a replica position past the table"))?;
+            named[at] = true;
+            let id = OpId::new(ts, replicas[at]);
+            if ids.last().is_some_and(|&last| last >= id) {
+                return Err(MessageError::BadWant("ids out of order"));
+            }
+            ids.push(id);
+        }
+        if named.contains(&false) {
+            return Err(MessageError::BadWant("a replica no id names"));
+        }
+        Ok(ids)
     }
 
     fn ranges(&mut self) -> Result<Vec<RangeEntry>, MessageError> {
@@ -543,6 +622,147 @@ mod tests {
         assert_eq!(Reader(&[0x80]).varint(), Err(MessageError::Truncated));
         for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
             assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    fn id(ms: u64, logical: u16, replica: u64) -> OpId {
+        OpId::new(
+            Timestamp::new(ms, logical).unwrap(),
+            ReplicaId::new(replica),
+        )
+    }
+
+    #[test]
+    fn want_lists_round_trip_sorted_and_small() {
+        // Seeded lists of every shape: empty, one id, runs within a millisecond, large
+        // gaps, the largest timestamps, many replicas; given in any order, with repeats.
+        let mut z = 0x5eed_u64;
+        let mut next = move || {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^ (x >> 31)
+        };
+        for case in 0..300u64 {
+            let n = [0, 1, 2, 50, 700][(case % 5) as usize];
+            let replicas = 1 + next() % [1, 8, 1000][(case % 3) as usize];
+            let spread = [1, 1_000, 1 << 47][(case / 3 % 3) as usize];
+            let mut ids: Vec<OpId> = (0..n)
+                .map(|_| {
+                    let ms = (1u64 << 48) - 1 - next() % spread;
+                    id(ms, (next() % 3) as u16 * 30_000, 1 + next() % replicas)
+                })
+                .collect();
+            if n > 2 {
+                ids.push(ids[1]);
+            }
+            let bytes = Message::Want { ids: ids.clone() }.encode();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(
+                Message::decode(&bytes),
+                Ok(Message::Want { ids: ids.clone() }),
+                "case {case}"
+            );
+            assert_eq!(
+                Message::Want { ids }.encode(),
+                bytes,
+                "case {case}: canonical"
+            );
+        }
+        // 1,000 ids a few milliseconds apart from 8 replicas: about 4 bytes an id, not 16.
+        let ids: Vec<OpId> = (0..1000u64)
+            .map(|i| id(1_795_316_400_000 + 3 * i, 0, 1 + i % 8))
+            .collect();
+        let bytes = Message::Want { ids }.encode();
+        assert!(
+            bytes.len() <= 1 + 2 + 1 + 8 * 8 + 1000 * 3 + 6,
+            "{}",
+            bytes.len()
+        );
+        assert!(bytes.len() <= MAX_WANT_ID_BYTES * 1000);
+    }
+
+    #[test]
+    fn hostile_want_lists_are_refused() {
+        let good = Message::Want {
+            ids: vec![id(5, 0, 9), id(5, 1, 2), id(7, 0, 2)],
+        }
+        .encode();
+        // 05, 3 ids, 2 replicas (2 and 9), then (delta, logical, position) per id.
+        let mut want = vec![TAG_WANT, 3, 2];
+        want.extend(2u64.to_be_bytes());
+        want.extend(9u64.to_be_bytes());
+        want.extend([5, 0, 1, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(good, want);
+        let bad = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = want.clone();
+            edit(&mut b);
+            Message::decode(&b)
+        };
+        let bad_want = |why| Err(MessageError::BadWant(why));
+        // Replicas out of order, or twice.
+        assert_eq!(bad(&|b| b[10] = 10), bad_want("replicas out of order"));
+        assert_eq!(bad(&|b| b[18] = 2), bad_want("replicas out of order"));
+        // A position past the table; a replica no id names.
+        assert_eq!(
+            bad(&|b| b[21] = 2),
+            bad_want("a replica position past the table")
+        );
+        assert_eq!(bad(&|b| b[21] = 0), bad_want("a replica no id names"));
+        // The same id twice; an id below the one before.
+        assert_eq!(
+            bad(&|b| {
+                b[23] = 0;
+                b[24] = 1;
+            }),
+            bad_want("ids out of order")
+        );
+        assert_eq!(
+            bad(&|b| {
+                b[23] = 0;
+                b[24] = 0;
+            }),
+            bad_want("ids out of order")
+        );
+        // A counter over 16 bits; milliseconds past 48 bits or past 64.
+        let mut b = want.clone();
+        b.splice(20..21, [0x80, 0x80, 0x04]);
+        assert_eq!(
+            Message::decode(&b),
+            bad_want("logical counter over 16 bits")
+        );
+        let mut b = want.clone();
+        b.splice(19..20, [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]);
+        assert_eq!(Message::decode(&b), bad_want("milliseconds over 48 bits"));
+        let mut b = want.clone();
+        b.splice(
+            22..23,
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+        );
+        assert_eq!(Message::decode(&b), bad_want("milliseconds overflow"));
+        // A table with no ids, and ids with no table.
+        assert_eq!(
+            Message::decode(&[TAG_WANT, 0, 0]),
+            Ok(Message::Want { ids: vec![] })
+        );
+        assert!(matches!(
+            Message::decode(&[TAG_WANT, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(MessageError::TooMany { .. })
+        ));
+        assert_eq!(
+            Message::decode(&[TAG_WANT, 1, 0, 0, 0, 0]),
+            bad_want("a replica table that names no id")
+        );
+        // Counts the bytes cannot back; a cut anywhere.
+        assert!(matches!(
+            bad(&|b| b[1] = 30),
+            Err(MessageError::TooMany { .. })
+        ));
+        assert_eq!(bad(&|b| b[2] = 3), Err(MessageError::Truncated));
+        for cut in 1..want.len() {
+            assert!(Message::decode(&want[..cut]).is_err(), "cut at {cut}");
         }
     }
 

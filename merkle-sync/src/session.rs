@@ -6,7 +6,8 @@ use crdt_core::{Op, OpId, VersionVector};
 
 use crate::index::{Digest, Index, LocalSketch, Scope, meet};
 use crate::message::{
-    Hello, MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, Message, MessageError, capped, ops_frame,
+    Hello, MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MAX_WANT_ID_BYTES, Message, MessageError,
+    capped, ops_frame,
 };
 use crate::sketch::{Decoder, Symbol};
 use crate::source::{OpSource, SourceError};
@@ -774,10 +775,11 @@ impl Session {
         Ok(())
     }
 
-    /// Ids per `Want` message: about a frame's worth of 16-byte ids, and never more than one
-    /// message holds.
+    /// Ids per `Want` message: as many as a frame holds at 16 bytes each (a want list takes
+    /// 4-6 bytes an id where they are close and of few replicas), and never more than one
+    /// message holds at the most an id can take.
     fn ids_per_want(&self) -> usize {
-        (self.config.max_frame_bytes / 16 + 1).min((MAX_MESSAGE_BYTES - 16) / 16)
+        (self.config.max_frame_bytes / 16 + 1).min((MAX_MESSAGE_BYTES - 32) / MAX_WANT_ID_BYTES)
     }
 
     /// The next frame of queued ops, in id order, up to `max_frame_bytes` (or one op).
