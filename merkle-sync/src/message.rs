@@ -47,7 +47,7 @@ pub(crate) const MAX_RANGE_WIDTH: u8 = 8;
 pub(crate) const RANGE_IDS: u64 = 2;
 
 /// The smallest encoding of one symbol: a one-byte count, the key and the checksum.
-const MIN_SYMBOL_BYTES: usize = 1 + 16 + 8;
+const MIN_SYMBOL_BYTES: usize = 1 + 16 + 4;
 
 /// Bytes from a peer that are not a valid message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -285,7 +285,7 @@ impl Message {
                 for _ in 0..n {
                     let count = unzigzag(r.varint()?);
                     let key = r.array::<16>()?;
-                    let check = u64::from_be_bytes(r.array::<8>()?);
+                    let check = u32::from_be_bytes(r.array::<4>()?);
                     symbols.push(Symbol { count, key, check });
                 }
                 Self::Sketch {

@@ -1,7 +1,7 @@
 //! A rateless invertible Bloom lookup table over op ids: the set-difference sketch.
 //!
 //! Coded symbol `i` sums every item that maps to `i`: a count, the XOR of the 16-byte keys and
-//! the XOR of their 64-bit checksums. Every item maps to symbol 0, and to later symbols with a
+//! the XOR of the low 32 bits of their 64-bit checksums (the whole checksum seeds the mapping). Every item maps to symbol 0, and to later symbols with a
 //! density of about `1 / (1 + i/2)`, so any prefix of the (infinite) symbol stream is a valid
 //! sketch and a difference of `d` items peels from about `1.4 d` to `2 d` symbols. Subtracting
 //! the local symbols from the peer's leaves the symmetric difference, which peels: a symbol
@@ -17,17 +17,18 @@ use crate::trie::Key;
 pub(crate) struct Symbol {
     pub(crate) count: i64,
     pub(crate) key: Key,
-    pub(crate) check: u64,
+    /// The XOR of the low 32 bits of the items' checksums.
+    pub(crate) check: u32,
 }
 
 impl Symbol {
-    /// Adds (`sign` = 1) or removes (`sign` = -1) an item.
+    /// Adds (`sign` = 1) or removes (`sign` = -1) an item whose checksum is `check`.
     pub(crate) fn add(&mut self, key: &Key, check: u64, sign: i64) {
         self.count = self.count.wrapping_add(sign);
         for (a, b) in self.key.iter_mut().zip(key) {
             *a ^= b;
         }
-        self.check ^= check;
+        self.check ^= check as u32;
     }
 
     /// `self + other`, symbol-wise (the sketch of a disjoint union).
@@ -210,13 +211,13 @@ impl Decoder {
         let budget = 4 * self.diff.len() + 64;
         while let Some(i) = work.pop() {
             let s = self.diff[i];
-            if !(s.count == 1 || s.count == -1) || checksum(&s.key) != s.check {
+            if !(s.count == 1 || s.count == -1) || checksum(&s.key) as u32 != s.check {
                 continue;
             }
             if self.recovered.len() >= budget {
                 return Err(Inconsistent);
             }
-            let check = s.check;
+            let check = checksum(&s.key);
             let mut mapping = Mapping::new(check);
             while mapping.peek() < len {
                 let j = mapping.peek() as usize;

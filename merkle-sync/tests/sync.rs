@@ -160,8 +160,29 @@ fn leaked_ids(bytes: &[u8]) -> Vec<[u8; 16]> {
             .map(|ops| ops.iter().map(|o| o.id.to_bytes()).collect())
             .unwrap_or_default(),
         5 => {
-            varint(&mut b);
-            b.chunks_exact(16).map(|c| c.try_into().unwrap()).collect()
+            // A want list: ids, replicas, the replica table, then (ms delta, counter, position).
+            let n = varint(&mut b);
+            let r = varint(&mut b) as usize;
+            let table: Vec<[u8; 8]> = b[..8 * r]
+                .chunks_exact(8)
+                .map(|c| c.try_into().unwrap())
+                .collect();
+            b = &b[8 * r..];
+            let mut ms = 0;
+            let ids = (0..n)
+                .map(|_| {
+                    ms += varint(&mut b);
+                    let logical = varint(&mut b) as u16;
+                    let ts = hlc::Timestamp::new(ms, logical).unwrap();
+                    let replica = table[varint(&mut b) as usize];
+                    let mut id = [0; 16];
+                    id[..8].copy_from_slice(&ts.to_bytes());
+                    id[8..].copy_from_slice(&replica);
+                    id
+                })
+                .collect();
+            assert!(b.is_empty(), "a want list parses to its end");
+            ids
         }
         3 => {
             varint(&mut b);
@@ -176,8 +197,9 @@ fn leaked_ids(bytes: &[u8]) -> Vec<[u8; 16]> {
                 if varint(&mut b) == 2 {
                     out.push(b[..16].try_into().unwrap());
                 }
-                b = &b[24..];
+                b = &b[20..];
             }
+            assert!(b.is_empty(), "a sketch message parses to its end");
             out
         }
         7 => {
