@@ -714,6 +714,65 @@ fn a_range_split_at_the_last_bit_names_one_key() {
 }
 
 #[test]
+fn a_want_list_is_answered_with_the_held_ops_alone() {
+    // A Want written by hand in its wire layout (docs/wire-format.md): two held ids, of two
+    // replicas, and one the log lacks, as a decode misled by a false peel could ask for.
+    // The held ops are sent, the stranger is ignored, and the session goes on.
+    let log: BTreeMap<OpId, Op> = ops(0..50).into_iter().map(|o| (o.id, o)).collect();
+    let index = Index::from_ops(log.values());
+    let held = vec![ops(12..13)[0].id, ops(20..21)[0].id];
+    assert_ne!(held[0].replica, held[1].replica);
+    let stranger = op("a", 1_030, 7, 40).id;
+    assert!(!log.contains_key(&stranger));
+    let mut ids = held.clone();
+    ids.push(stranger);
+    ids.sort();
+    let mut replicas: Vec<u64> = ids.iter().map(|id| id.replica.as_u64()).collect();
+    replicas.sort();
+    replicas.dedup();
+    let varint = |out: &mut Vec<u8>, mut v: u64| {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    };
+    let mut msg = vec![5];
+    varint(&mut msg, ids.len() as u64);
+    varint(&mut msg, replicas.len() as u64);
+    for r in &replicas {
+        msg.extend(r.to_be_bytes());
+    }
+    let mut ms = 0;
+    for id in &ids {
+        varint(&mut msg, id.ts.millis() - ms);
+        varint(&mut msg, u64::from(id.ts.logical()));
+        let at = replicas.binary_search(&id.replica.as_u64()).unwrap();
+        varint(&mut msg, at as u64);
+        ms = id.ts.millis();
+    }
+    let (mut s, _) = session_pair(&index, &index, &Scope::new(["a"]));
+    drain(&mut s, &index, &log);
+    s.handle_message(1, &msg, &index).unwrap();
+    let mut sent = Vec::new();
+    while let Some(m) = s.poll_transmit(2, &index, &log).unwrap() {
+        if m[0] == 6 {
+            let ops = crdt_core::codec::decode_ops(&m[1..]).unwrap();
+            sent.extend(ops.iter().map(|o| o.id));
+        }
+    }
+    assert_eq!(sent, held);
+    // The same ids out of order are refused: a want list has one encoding.
+    let mut swapped = msg.clone();
+    let tail = swapped.len() - 3;
+    swapped[tail..].copy_from_slice(&[0, 0, 0]);
+    assert!(matches!(
+        s.handle_message(3, &swapped, &index),
+        Err(SessionError::Message(merkle_sync::MessageError::BadWant(_)))
+    ));
+}
+
+#[test]
 fn asking_for_a_sketch_again_and_again_ends_the_session() {
     // Both logs cover the same frontier; a has more ops, so it sends the sketch (id 1). A
     // peer that keeps asking for its symbols gets them up to a few times the budget, then
