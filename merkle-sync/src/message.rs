@@ -46,8 +46,8 @@ pub(crate) const MAX_RANGE_WIDTH: u8 = 8;
 /// A sub-range holding at most this many ids lists them instead of a digest.
 pub(crate) const RANGE_IDS: u64 = 2;
 
-/// The smallest encoding of one symbol: a one-byte count, the key and the checksum.
-const MIN_SYMBOL_BYTES: usize = 1 + 16 + 4;
+/// The encoding of one symbol: the count's low byte, the key and the check.
+const SYMBOL_BYTES: usize = 1 + 16 + 4;
 
 /// Bytes from a peer that are not a valid message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -199,7 +199,7 @@ impl Message {
                 varint(&mut out, *end);
                 varint(&mut out, symbols.len() as u64);
                 for s in symbols {
-                    varint(&mut out, zigzag(s.count));
+                    out.push(crate::sketch::residue(s.count) as u8);
                     out.extend_from_slice(&s.key);
                     out.extend_from_slice(&s.check.to_be_bytes());
                 }
@@ -280,10 +280,10 @@ impl Message {
                 let cut = r.frontier()?;
                 let start = r.varint()?;
                 let end = r.varint()?;
-                let n = r.count("sketch symbols", MIN_SYMBOL_BYTES, usize::MAX)?;
+                let n = r.count("sketch symbols", SYMBOL_BYTES, usize::MAX)?;
                 let mut symbols = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let count = unzigzag(r.varint()?);
+                    let count = i64::from(r.byte()? as i8);
                     let key = r.array::<16>()?;
                     let check = u32::from_be_bytes(r.array::<4>()?);
                     symbols.push(Symbol { count, key, check });
@@ -382,14 +382,6 @@ pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Bytes of one id in a want list at most: a 48-bit millisecond delta (7 varint bytes), the
@@ -620,9 +612,6 @@ mod tests {
         assert_eq!(Reader(&[0xff; 10]).varint(), Err(MessageError::Overflow));
         assert_eq!(Reader(&[0xff; 11]).varint(), Err(MessageError::Overflow));
         assert_eq!(Reader(&[0x80]).varint(), Err(MessageError::Truncated));
-        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
-            assert_eq!(unzigzag(zigzag(v)), v);
-        }
     }
 
     fn id(ms: u64, logical: u16, replica: u64) -> OpId {

@@ -36,10 +36,10 @@ const SKETCH_RESEND_FACTOR: u64 = 4;
 const MAX_FRAME_FILL: usize = MAX_MESSAGE_BYTES - 16;
 
 /// The most symbols a `Sketch` message carries: what fits in [`MAX_MESSAGE_BYTES`] beside a
-/// cut of [`MAX_FRONTIER_REPLICAS`] replicas and the varints, at 30 bytes a symbol at most.
+/// cut of [`MAX_FRONTIER_REPLICAS`] replicas and the varints, at 21 bytes a symbol.
 const MAX_SYMBOLS_PER_MESSAGE: usize = 214_000;
 const _: () =
-    assert!(MAX_SYMBOLS_PER_MESSAGE * 30 + MAX_FRONTIER_REPLICAS * 16 + 64 <= MAX_MESSAGE_BYTES);
+    assert!(MAX_SYMBOLS_PER_MESSAGE * 21 + MAX_FRONTIER_REPLICAS * 16 + 64 <= MAX_MESSAGE_BYTES);
 
 /// Sub-ranges per `Ranges` message that a session sends (the decoder accepts up to 2^15).
 const RANGE_CHILDREN_PER_MESSAGE: usize = 4096;

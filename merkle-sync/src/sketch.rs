@@ -15,6 +15,9 @@ use crate::trie::Key;
 /// One coded symbol.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Symbol {
+    /// Items added less items removed. On the wire only its low 8 bits travel: the decoder
+    /// works on counts modulo 256 ([`residue`]), which is all peeling needs, since each symbol
+    /// of the difference changes by ±1 a peel and the checksum tells one item from many.
     pub(crate) count: i64,
     pub(crate) key: Key,
     /// The XOR of the low 32 bits of the items' checksums.
@@ -53,9 +56,15 @@ impl Symbol {
         s
     }
 
+    /// Whether the symbol of a difference is empty: no key, no check, a count of 0 mod 256.
     fn is_zero(&self) -> bool {
-        *self == Self::default()
+        residue(self.count) == 0 && self.key == [0; 16] && self.check == 0
     }
+}
+
+/// A count modulo 256, as a signed byte: the part of a count a `Sketch` message carries.
+pub(crate) fn residue(count: i64) -> i8 {
+    count as i8
 }
 
 /// splitmix64's output function. An item's mapping draws from it on a counter that starts at
@@ -211,7 +220,8 @@ impl Decoder {
         let budget = 4 * self.diff.len() + 64;
         while let Some(i) = work.pop() {
             let s = self.diff[i];
-            if !(s.count == 1 || s.count == -1) || checksum(&s.key) as u32 != s.check {
+            let sign = i64::from(residue(s.count));
+            if !(sign == 1 || sign == -1) || checksum(&s.key) as u32 != s.check {
                 continue;
             }
             if self.recovered.len() >= budget {
@@ -221,16 +231,16 @@ impl Decoder {
             let mut mapping = Mapping::new(check);
             while mapping.peek() < len {
                 let j = mapping.peek() as usize;
-                self.diff[j].add(&s.key, check, -s.count);
+                self.diff[j].add(&s.key, check, -sign);
                 work.push(j);
                 mapping.next();
             }
-            if s.count == 1 {
+            if sign == 1 {
                 self.remote_only.push(s.key);
             } else {
                 self.local_only.push(s.key);
             }
-            self.recovered.push((s.key, check, s.count, mapping));
+            self.recovered.push((s.key, check, sign, mapping));
         }
         Ok(())
     }
@@ -285,6 +295,47 @@ mod tests {
         got_b.sort();
         let mut want_a: Vec<Key> = (10_000..10_060).map(key).collect();
         let mut want_b: Vec<Key> = (20_000..20_040).map(key).collect();
+        want_a.sort();
+        want_b.sort();
+        assert_eq!((got_a, got_b), (want_a, want_b));
+    }
+
+    #[test]
+    fn counts_modulo_256_are_enough_to_peel() {
+        // The peer's symbols arrive with only the low byte of each count. With 200,000 items
+        // in common every symbol the decode needs counts far more than 127 items, and a
+        // difference of 700 items on one side and 9 on the other puts 691 into symbol 0; it
+        // must still peel, to the exact sets.
+        let common: Vec<Key> = (0..200_000).map(key).collect();
+        let mut a = common.clone();
+        let mut b = common;
+        a.extend((10_000..10_700).map(key));
+        b.extend((20_000..20_009).map(key));
+        let wire = |s: &[Symbol]| -> Vec<Symbol> {
+            s.iter()
+                .map(|s| Symbol {
+                    count: i64::from(residue(s.count)),
+                    ..*s
+                })
+                .collect()
+        };
+        let (sa, sb) = (sketch(&a, 2048), sketch(&b, 2048));
+        assert_eq!(sa[0].count - sb[0].count, 691);
+        assert!(sa[2047].count > 127 && sb[2047].count > 127);
+        let mut dec = Decoder::default();
+        let mut used = 0;
+        while !dec.is_done() {
+            assert!(used < 2048, "not decoded in 2,048 symbols");
+            dec.extend(&wire(&sa[used..used + 64]), &sb[used..used + 64])
+                .unwrap();
+            used += 64;
+        }
+        let mut got_a = dec.remote_only.clone();
+        let mut got_b = dec.local_only.clone();
+        got_a.sort();
+        got_b.sort();
+        let mut want_a: Vec<Key> = (10_000..10_700).map(key).collect();
+        let mut want_b: Vec<Key> = (20_000..20_009).map(key).collect();
         want_a.sort();
         want_b.sort();
         assert_eq!((got_a, got_b), (want_a, want_b));

@@ -193,11 +193,12 @@ fn leaked_ids(bytes: &[u8]) -> Vec<[u8; 16]> {
             let n = varint(&mut b);
             let mut out = Vec::new();
             for _ in 0..n {
-                // Only a symbol of count one (zigzag 2) holds a single id; others are XORs.
-                if varint(&mut b) == 2 {
-                    out.push(b[..16].try_into().unwrap());
+                // Only a symbol whose count is 1 (mod 256: the byte sent) can hold a single
+                // id in the clear; others are XORs of several.
+                if b[0] == 1 {
+                    out.push(b[1..17].try_into().unwrap());
                 }
-                b = &b[20..];
+                b = &b[21..];
             }
             assert!(b.is_empty(), "a sketch message parses to its end");
             out
