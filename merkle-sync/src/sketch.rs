@@ -261,6 +261,36 @@ mod tests {
         k
     }
 
+    /// The first `len` symbols of two sides holding keys `0..common` and each its own range.
+    fn sides(
+        common: u64,
+        a: std::ops::Range<u64>,
+        b: std::ops::Range<u64>,
+        len: usize,
+    ) -> (Vec<Symbol>, Vec<Symbol>) {
+        let with =
+            |own: std::ops::Range<u64>| -> Vec<Key> { (0..common).chain(own).map(key).collect() };
+        (sketch(&with(a), len), sketch(&with(b), len))
+    }
+
+    /// That `dec` recovered exactly the keys of `remote` as the peer's and of `local` as ours.
+    fn assert_recovered(dec: &Decoder, remote: std::ops::Range<u64>, local: std::ops::Range<u64>) {
+        let sorted = |mut v: Vec<Key>| {
+            v.sort();
+            v
+        };
+        assert_eq!(
+            (
+                sorted(dec.remote_only.clone()),
+                sorted(dec.local_only.clone())
+            ),
+            (
+                sorted(remote.map(key).collect()),
+                sorted(local.map(key).collect())
+            )
+        );
+    }
+
     fn sketch(keys: &[Key], len: usize) -> Vec<Symbol> {
         let mut s = vec![Symbol::default(); len];
         for k in keys {
@@ -271,12 +301,7 @@ mod tests {
 
     #[test]
     fn recovers_the_symmetric_difference_in_chunks() {
-        let common: Vec<Key> = (0..3000).map(key).collect();
-        let mut a = common.clone();
-        let mut b = common;
-        a.extend((10_000..10_060).map(key));
-        b.extend((20_000..20_040).map(key));
-        let (sa, sb) = (sketch(&a, 1024), sketch(&b, 1024));
+        let (sa, sb) = sides(3000, 10_000..10_060, 20_000..20_040, 1024);
         let mut dec = Decoder::default();
         let mut used = 0;
         for chunk in [32usize, 32, 64, 128, 256, 512] {
@@ -289,15 +314,7 @@ mod tests {
         }
         assert!(dec.is_done(), "not decoded in {used} symbols");
         assert!(used <= 512, "needed {used} symbols for 100 items");
-        let mut got_a = dec.remote_only.clone();
-        let mut got_b = dec.local_only.clone();
-        got_a.sort();
-        got_b.sort();
-        let mut want_a: Vec<Key> = (10_000..10_060).map(key).collect();
-        let mut want_b: Vec<Key> = (20_000..20_040).map(key).collect();
-        want_a.sort();
-        want_b.sort();
-        assert_eq!((got_a, got_b), (want_a, want_b));
+        assert_recovered(&dec, 10_000..10_060, 20_000..20_040);
     }
 
     #[test]
@@ -306,11 +323,7 @@ mod tests {
         // in common every symbol the decode needs counts far more than 127 items, and a
         // difference of 700 items on one side and 9 on the other puts 691 into symbol 0; it
         // must still peel, to the exact sets.
-        let common: Vec<Key> = (0..200_000).map(key).collect();
-        let mut a = common.clone();
-        let mut b = common;
-        a.extend((10_000..10_700).map(key));
-        b.extend((20_000..20_009).map(key));
+        let (sa, sb) = sides(200_000, 1_000_000..1_000_700, 2_000_000..2_000_009, 2048);
         let wire = |s: &[Symbol]| -> Vec<Symbol> {
             s.iter()
                 .map(|s| Symbol {
@@ -319,7 +332,6 @@ mod tests {
                 })
                 .collect()
         };
-        let (sa, sb) = (sketch(&a, 2048), sketch(&b, 2048));
         assert_eq!(sa[0].count - sb[0].count, 691);
         assert!(sa[2047].count > 127 && sb[2047].count > 127);
         let mut dec = Decoder::default();
@@ -330,15 +342,7 @@ mod tests {
                 .unwrap();
             used += 64;
         }
-        let mut got_a = dec.remote_only.clone();
-        let mut got_b = dec.local_only.clone();
-        got_a.sort();
-        got_b.sort();
-        let mut want_a: Vec<Key> = (10_000..10_700).map(key).collect();
-        let mut want_b: Vec<Key> = (20_000..20_009).map(key).collect();
-        want_a.sort();
-        want_b.sort();
-        assert_eq!((got_a, got_b), (want_a, want_b));
+        assert_recovered(&dec, 1_000_000..1_000_700, 2_000_000..2_000_009);
     }
 
     #[test]
