@@ -75,6 +75,9 @@ pub enum MessageError {
     /// A varint is longer than 64 bits.
     #[error("varint overflows 64 bits")]
     Overflow,
+    /// A varint is longer than its value needs (a last byte of zero).
+    #[error("over-long varint")]
+    OverlongVarint,
     /// A count is larger than its cap or than the bytes left could hold.
     #[error("{what}: count {count} is too large")]
     TooMany {
@@ -389,11 +392,15 @@ pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
 /// named by an id of a message), plus its replica's 8 bytes in the table if it is new.
 pub(crate) const MAX_WANT_ID_BYTES: usize = 7 + 3 + 3 + 8;
 
+/// The most ids a want list holds: what fits in [`MAX_MESSAGE_BYTES`] at
+/// [`MAX_WANT_ID_BYTES`] each beside the header. Senders stay within it; more is refused.
+pub(crate) const MAX_WANT_IDS: usize = (MAX_MESSAGE_BYTES - 32) / MAX_WANT_ID_BYTES;
+
 /// A want list: the id count, the replicas the ids name (a count, then each `ReplicaId`, in
 /// increasing order), then the ids in increasing order, each as the millisecond delta from
 /// the id before (the first from 0), the logical counter and the replica's position in the
-/// table, all varints. Sorted, consecutive ids of a few replicas take 4-6 bytes each rather
-/// than 16. Ids that are not sorted and distinct are sorted and deduplicated first.
+/// table, all varints. Sorted, close ids of a few replicas take 3-5
+/// bytes each rather than 16. Ids that are not sorted and distinct are sorted and deduplicated first.
 fn want_list(out: &mut Vec<u8>, ids: &[OpId]) {
     let sorted;
     let ids = if ids.windows(2).all(|w| w[0] < w[1]) {
@@ -441,6 +448,8 @@ impl Reader<'_> {
         Ok(*head)
     }
 
+    /// A varint in its shortest form: one that ends in a zero byte after the first (`80 00`
+    /// for 0) is refused, so that every message has one encoding.
     fn varint(&mut self) -> Result<u64, MessageError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -451,6 +460,9 @@ impl Reader<'_> {
             }
             v |= part << shift;
             if b & 0x80 == 0 {
+                if b == 0 && shift > 0 {
+                    return Err(MessageError::OverlongVarint);
+                }
                 return Ok(v);
             }
         }
@@ -474,11 +486,12 @@ impl Reader<'_> {
     /// A want list ([`want_list`]): every count checked against the bytes left, ids strictly
     /// increasing, every position inside the table and every replica of the table named.
     fn want_list(&mut self) -> Result<Vec<OpId>, MessageError> {
-        // An id is at least three bytes (delta, counter, position).
-        let n = self.count("wanted ids", 3, usize::MAX)?;
+        // An id is at least three bytes (delta, counter, position), and no sender puts more
+        // in a message than `MAX_WANT_IDS`.
+        let n = self.count("wanted ids", 3, MAX_WANT_IDS)?;
         let r = self.count("want replicas", 8, n)?;
-        if (r == 0) != (n == 0) {
-            return Err(MessageError::BadWant("a replica table that names no id"));
+        if n > 0 && r == 0 {
+            return Err(MessageError::BadWant("ids without a replica table"));
         }
         let mut replicas = Vec::with_capacity(r);
         for _ in 0..r {
@@ -487,6 +500,13 @@ impl Reader<'_> {
                 return Err(MessageError::BadWant("replicas out of order"));
             }
             replicas.push(replica);
+        }
+        // Checked again past the table, before the ids are allocated for.
+        if n.saturating_mul(3) > self.0.len() {
+            return Err(MessageError::TooMany {
+                what: "wanted ids",
+                count: n as u64,
+            });
         }
         let mut named = vec![false; r];
         let mut ids: Vec<OpId> = Vec::with_capacity(n);
@@ -612,6 +632,11 @@ mod tests {
         assert_eq!(Reader(&[0xff; 10]).varint(), Err(MessageError::Overflow));
         assert_eq!(Reader(&[0xff; 11]).varint(), Err(MessageError::Overflow));
         assert_eq!(Reader(&[0x80]).varint(), Err(MessageError::Truncated));
+        // Over-long forms of 0 and 1 are refused: each value has one encoding.
+        for bytes in [&[0x80, 0x00][..], &[0x81, 0x80, 0x00], &[0xff, 0x00]] {
+            assert_eq!(Reader(bytes).varint(), Err(MessageError::OverlongVarint));
+        }
+        assert_eq!(Reader(&[0x00]).varint(), Ok(0));
     }
 
     fn id(ms: u64, logical: u16, replica: u64) -> OpId {
@@ -742,14 +767,33 @@ mod tests {
         ));
         assert_eq!(
             Message::decode(&[TAG_WANT, 1, 0, 0, 0, 0]),
-            bad_want("a replica table that names no id")
+            bad_want("ids without a replica table")
         );
         // Counts the bytes cannot back; a cut anywhere.
         assert!(matches!(
             bad(&|b| b[1] = 30),
             Err(MessageError::TooMany { .. })
         ));
-        assert_eq!(bad(&|b| b[2] = 3), Err(MessageError::Truncated));
+        assert!(matches!(
+            bad(&|b| b[2] = 3),
+            Err(MessageError::TooMany { count: 3, .. })
+        ));
+        // One id more than the bytes past the table can hold; more ids than a sender puts in
+        // a message; an over-long delta.
+        assert!(matches!(
+            bad(&|b| b[1] = 4),
+            Err(MessageError::TooMany { count: 4, .. })
+        ));
+        let mut b = vec![TAG_WANT];
+        varint(&mut b, MAX_WANT_IDS as u64 + 1);
+        b.extend(vec![0; 3 * MAX_WANT_IDS + 16]);
+        assert!(matches!(
+            Message::decode(&b),
+            Err(MessageError::TooMany { .. })
+        ));
+        let mut b = want.clone();
+        b.splice(19..20, [0x85, 0x00]);
+        assert_eq!(Message::decode(&b), Err(MessageError::OverlongVarint));
         for cut in 1..want.len() {
             assert!(Message::decode(&want[..cut]).is_err(), "cut at {cut}");
         }

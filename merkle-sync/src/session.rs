@@ -776,7 +776,7 @@ impl Session {
     }
 
     /// Ids per `Want` message: as many as a frame holds at 16 bytes each (a want list takes
-    /// 4-6 bytes an id where they are close and of few replicas), and never more than one
+    /// 3-5 bytes an id where they are close and of few replicas), and never more than one
     /// message holds at the most an id can take.
     fn ids_per_want(&self) -> usize {
         (self.config.max_frame_bytes / 16 + 1).min((MAX_MESSAGE_BYTES - 32) / MAX_WANT_ID_BYTES)

@@ -1,11 +1,12 @@
 //! A rateless invertible Bloom lookup table over op ids: the set-difference sketch.
 //!
 //! Coded symbol `i` sums every item that maps to `i`: a count, the XOR of the 16-byte keys and
-//! the XOR of the low 32 bits of their 64-bit checksums (the whole checksum seeds the mapping). Every item maps to symbol 0, and to later symbols with a
-//! density of about `1 / (1 + i/2)`, so any prefix of the (infinite) symbol stream is a valid
-//! sketch and a difference of `d` items peels from about `1.4 d` to `2 d` symbols. Subtracting
-//! the local symbols from the peer's leaves the symmetric difference, which peels: a symbol
-//! with count ±1 whose checksum matches its key holds exactly one item.
+//! the XOR of the low 32 bits of their 64-bit checksums (the whole checksum seeds the
+//! mapping). Every item maps to symbol 0, and to later symbols with a density of about
+//! `1 / (1 + i/2)`, so any prefix of the (infinite) symbol stream is a valid sketch and a
+//! difference of `d` items peels from about `1.4 d` to `2 d` symbols. Subtracting the local
+//! symbols from the peer's leaves the symmetric difference, which peels: a symbol with count
+//! ±1 (mod 256) whose check matches the low 32 bits of its key's checksum holds one item.
 //!
 //! The checksum is not a security device: a hostile peer that makes peeling fail only wastes
 //! the session's symbol budget. What decides that two logs are equal is the blake3 Merkle root.

@@ -763,13 +763,16 @@ fn a_want_list_is_answered_with_the_held_ops_alone() {
         }
     }
     assert_eq!(sent, held);
-    // The same ids out of order are refused: a want list has one encoding.
+    // The last id turned into one below the id before it (1020/0@1 after 1020/0@3) is
+    // refused: a want list is sorted.
     let mut swapped = msg.clone();
     let tail = swapped.len() - 3;
     swapped[tail..].copy_from_slice(&[0, 0, 0]);
     assert!(matches!(
         s.handle_message(3, &swapped, &index),
-        Err(SessionError::Message(merkle_sync::MessageError::BadWant(_)))
+        Err(SessionError::Message(merkle_sync::MessageError::BadWant(
+            "ids out of order"
+        )))
     ));
 }
 
