@@ -174,16 +174,9 @@ struct CollectionIndex {
 }
 
 impl CollectionIndex {
-    /// The cached symbols, built now if need be (one pass over the keys).
+    /// The cached symbols, built now if need be.
     fn cached_sketch(&self) -> &[Symbol] {
-        self.sketch.get_or_init(|| {
-            let mut s = vec![Symbol::default(); cache_target(self.trie.len())];
-            self.trie.for_each_from(&[0; 16], |k, _| {
-                sketch::add_item(&mut s, 0, k, 1);
-                true
-            });
-            s
-        })
+        self.sketch.get_or_init(|| sketch_cache_of(&self.trie))
     }
 
     /// After the trie took new keys, before they go into the cached symbols: drops them
@@ -223,6 +216,16 @@ impl CollectionIndex {
         });
         out
     }
+}
+
+/// The first [`cache_target`] sketch symbols of the keys of `trie`, in one pass over them.
+fn sketch_cache_of(trie: &Trie) -> Vec<Symbol> {
+    let mut s = vec![Symbol::default(); cache_target(trie.len())];
+    trie.for_each_from(&[0; 16], |k, _| {
+        sketch::add_item(&mut s, 0, k, 1);
+        true
+    });
+    s
 }
 
 /// The Merkle index of an op log: for each collection, a tree over its op ids in `OpId` order
@@ -279,11 +282,7 @@ impl Index {
             let Some(cached) = c.sketch.get() else {
                 continue;
             };
-            let fresh = CollectionIndex {
-                trie: c.trie.clone(),
-                ..CollectionIndex::default()
-            };
-            if cached.as_slice() != fresh.cached_sketch() {
+            if *cached != sketch_cache_of(&c.trie) {
                 return Err(format!("collection {name:?}: the cached sketch is stale"));
             }
         }

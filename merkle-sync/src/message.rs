@@ -390,7 +390,7 @@ pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
 /// Bytes of one id in a want list at most: a 48-bit millisecond delta (7 varint bytes), the
 /// logical counter (3) and a replica's position (3: fewer than 2^21 replicas, since each is
 /// named by an id of a message), plus its replica's 8 bytes in the table if it is new.
-pub(crate) const MAX_WANT_ID_BYTES: usize = 7 + 3 + 3 + 8;
+const MAX_WANT_ID_BYTES: usize = 7 + 3 + 3 + 8;
 
 /// The most ids a want list holds: what fits in [`MAX_MESSAGE_BYTES`] at
 /// [`MAX_WANT_ID_BYTES`] each beside the header. Senders stay within it; more is refused.

@@ -6,8 +6,8 @@ use crdt_core::{Op, OpId, VersionVector};
 
 use crate::index::{Digest, Index, LocalSketch, Scope, meet};
 use crate::message::{
-    Hello, MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MAX_WANT_ID_BYTES, Message, MessageError,
-    capped, ops_frame,
+    Hello, MAX_FRONTIER_REPLICAS, MAX_MESSAGE_BYTES, MAX_WANT_IDS, Message, MessageError, capped,
+    ops_frame,
 };
 use crate::sketch::{Decoder, Symbol};
 use crate::source::{OpSource, SourceError};
@@ -776,10 +776,10 @@ impl Session {
     }
 
     /// Ids per `Want` message: as many as a frame holds at 16 bytes each (a want list takes
-    /// 3-5 bytes an id where they are close and of few replicas), and never more than one
-    /// message holds at the most an id can take.
+    /// 3-5 bytes an id where they are close and of few replicas), and never more than a
+    /// list may hold ([`MAX_WANT_IDS`]: what one message holds at the most an id can take).
     fn ids_per_want(&self) -> usize {
-        (self.config.max_frame_bytes / 16 + 1).min((MAX_MESSAGE_BYTES - 32) / MAX_WANT_ID_BYTES)
+        (self.config.max_frame_bytes / 16 + 1).min(MAX_WANT_IDS)
     }
 
     /// The next frame of queued ops, in id order, up to `max_frame_bytes` (or one op).

@@ -222,13 +222,16 @@ impl Decoder {
         while let Some(i) = work.pop() {
             let s = self.diff[i];
             let sign = i64::from(residue(s.count));
-            if !(sign == 1 || sign == -1) || checksum(&s.key) as u32 != s.check {
+            if !(sign == 1 || sign == -1) {
+                continue;
+            }
+            let check = checksum(&s.key);
+            if check as u32 != s.check {
                 continue;
             }
             if self.recovered.len() >= budget {
                 return Err(Inconsistent);
             }
-            let check = checksum(&s.key);
             let mut mapping = Mapping::new(check);
             while mapping.peek() < len {
                 let j = mapping.peek() as usize;
