@@ -10,6 +10,10 @@
 
 use crate::{Op, OpId};
 
+mod encoded;
+
+pub use encoded::{EncodedOp, EncodedOps};
+
 /// The op encoding's format version, the first byte of every encoded op or batch.
 pub const FORMAT_VERSION: u8 = 1;
 
@@ -55,6 +59,11 @@ pub enum DecodeError {
     /// The bytes do not decode.
     #[error("malformed op encoding: {0}")]
     Malformed(String),
+    /// A varint, starting at this byte of the input, is not in its shortest form: postcard
+    /// would read it, but it is not what [`encode_ops`] writes, and [`EncodedOps`] takes only
+    /// the one encoding of each batch.
+    #[error("a varint at byte {0} is not in its shortest form")]
+    NotCanonical(usize),
     /// Bytes are left over after the last op.
     #[error("{0} unexpected bytes after the last op")]
     Trailing(usize),

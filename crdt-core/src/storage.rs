@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use hlc::Timestamp;
 
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, EncodedOps};
 use crate::{Op, OpId, ReplicaId, VersionVector};
 
 /// A storage backend failed or holds bad data.
@@ -77,6 +77,23 @@ pub trait Storage {
 
     /// Appends ops that are not yet stored, all or nothing.
     fn append(&mut self, ops: &[Op]) -> Result<(), StorageError>;
+
+    /// Appends ops that a peer sent as bytes ([`EncodedOps`], as a sync session hands them
+    /// over), all or nothing, as [`Storage::append`] does. The default decodes them and calls
+    /// [`Storage::append`]; a store that keeps ops encoded copies their bytes instead, so that
+    /// a peer which only stores and forwards ops never decodes one.
+    fn append_encoded(&mut self, ops: &EncodedOps) -> Result<(), StorageError> {
+        let ops = ops
+            .iter()
+            .map(|op| {
+                // EncodedOps checked the bytes: this fails only if that check is wrong.
+                op.decode().map_err(|e| {
+                    StorageError::Backend(format!("op {} does not decode: {e}", op.id()).into())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append(&ops)
+    }
 
     /// Whether the op is stored.
     fn contains(&self, id: OpId) -> Result<bool, StorageError>;
@@ -353,6 +370,46 @@ impl MemoryStorage {
             .ok_or_else(corrupt)
     }
 
+    /// Appends ops given as their ids and postcard bytes, all or nothing: every op is checked
+    /// first, then the ops not yet held are copied in (a repeat within `ops` keeps the first).
+    fn append_bodies<'b>(
+        &mut self,
+        ops: impl Iterator<Item = (OpId, &'b [u8])> + Clone,
+    ) -> Result<(), StorageError> {
+        let mut total = self.bytes.len();
+        for (id, body) in ops.clone() {
+            // Stored without the version byte, counted with it.
+            let bytes = body.len() + 1;
+            if bytes > crate::codec::MAX_OP_BYTES {
+                return Err(StorageError::OpTooLarge { id, bytes });
+            }
+            total += body.len();
+        }
+        if u32::try_from(total).is_err() {
+            return Err(StorageError::Backend(
+                "the in-memory store is limited to 4 GiB of encoded ops".into(),
+            ));
+        }
+        let mut high = None;
+        for (id, body) in ops {
+            high = high.max(Some(id.ts));
+            if let std::collections::btree_map::Entry::Vacant(e) = self.index.entry(id) {
+                // Both fit: the total above bounds every offset and length.
+                let span = Span {
+                    offset: self.bytes.len() as u32,
+                    len: body.len() as u32,
+                };
+                self.bytes.extend_from_slice(body);
+                e.insert(span);
+                self.by_replica.entry(id.replica).or_default().insert(id.ts);
+            }
+        }
+        if let Some(max) = high {
+            self.set_high_water(max)?;
+        }
+        Ok(())
+    }
+
     fn decode_at(&self, id: OpId, span: Span) -> Result<Op, StorageError> {
         let bytes = self.bytes_at(id, span)?;
         postcard::from_bytes::<Op>(bytes).map_err(|e| StorageError::Corrupt {
@@ -373,38 +430,23 @@ impl Storage for MemoryStorage {
     }
 
     fn append(&mut self, ops: &[Op]) -> Result<(), StorageError> {
-        let too_big = || {
-            StorageError::Backend("the in-memory store is limited to 4 GiB of encoded ops".into())
-        };
         let mut buf = Vec::new();
-        let mut spans = Vec::with_capacity(ops.len());
+        let mut ends = Vec::with_capacity(ops.len());
         for op in ops {
-            let offset = u32::try_from(self.bytes.len() + buf.len()).map_err(|_| too_big())?;
-            let before = buf.len();
             crate::codec::append_postcard(op, &mut buf);
-            // Stored without the version byte, counted with it.
-            let bytes = buf.len() - before + 1;
-            if bytes > crate::codec::MAX_OP_BYTES {
-                return Err(StorageError::OpTooLarge { id: op.id, bytes });
-            }
-            let len = u32::try_from(buf.len() - before).map_err(|_| too_big())?;
-            spans.push(Span { offset, len });
+            ends.push(buf.len());
         }
-        u32::try_from(self.bytes.len() + buf.len()).map_err(|_| too_big())?;
-        self.bytes.extend_from_slice(&buf);
-        for (op, span) in ops.iter().zip(spans) {
-            if let std::collections::btree_map::Entry::Vacant(e) = self.index.entry(op.id) {
-                e.insert(span);
-                self.by_replica
-                    .entry(op.id.replica)
-                    .or_default()
-                    .insert(op.id.ts);
-            }
-        }
-        if let Some(max) = ops.iter().map(|op| op.id.ts).max() {
-            self.set_high_water(max)?;
-        }
-        Ok(())
+        let bodies = ends.iter().scan(0, |start, &end| {
+            let body = &buf[*start..end];
+            *start = end;
+            Some(body)
+        });
+        self.append_bodies(ops.iter().map(|op| op.id).zip(bodies))
+    }
+
+    /// Copies the bytes as they are: no op is decoded or encoded.
+    fn append_encoded(&mut self, ops: &EncodedOps) -> Result<(), StorageError> {
+        self.append_bodies(ops.iter().map(|op| (op.id(), op.body())))
     }
 
     fn contains(&self, id: OpId) -> Result<bool, StorageError> {
@@ -697,5 +739,51 @@ mod tests {
                 assert_eq!(bytes, &want);
             }
         }
+    }
+
+    #[test]
+    fn encoded_appends_store_what_decoded_appends_store() {
+        let ops: Vec<Op> = (1..=60).map(|ms| op(ms, 1 + ms % 3)).collect();
+        let mut decoded = MemoryStorage::new();
+        let mut encoded = MemoryStorage::new();
+        let mut plain = Plain(MemoryStorage::new());
+        // Batches that overlap and repeat an op within one: the first copy stays.
+        let mut repeat = ops[30..40].to_vec();
+        repeat.push(ops[31].clone());
+        for batch in [&ops[..20], &ops[10..35], &repeat[..], &ops[35..]] {
+            let bytes = EncodedOps::from_ops(batch).unwrap();
+            decoded.append(batch).unwrap();
+            encoded.append_encoded(&bytes).unwrap();
+            plain.append_encoded(&bytes).unwrap();
+        }
+        assert_eq!(encoded.len().unwrap(), 60);
+        assert_eq!(encoded.high_water().unwrap(), decoded.high_water().unwrap());
+        // Each op stored once, not once per batch that held it.
+        assert_eq!(
+            encoded.encoded_bytes(),
+            ops.iter()
+                .map(|op| crate::codec::encoded_len(op) - 1)
+                .sum::<usize>()
+        );
+        for s in [&encoded as &dyn Storage, &plain] {
+            assert_eq!(s.len().unwrap(), decoded.len().unwrap());
+            let got: Vec<Op> = s.scan().map(Result::unwrap).collect();
+            assert_eq!(got, ops);
+            for op in &ops {
+                assert_eq!(
+                    s.get_encoded(op.id).unwrap(),
+                    decoded.get_encoded(op.id).unwrap()
+                );
+            }
+        }
+        let vv = encoded
+            .by_replica
+            .keys()
+            .fold(VersionVector::new(), |mut vv, &r| {
+                vv.observe(OpId::new(Timestamp::new(30, 0).unwrap(), r));
+                vv
+            });
+        let after: Vec<Op> = encoded.ops_after(&vv).map(Result::unwrap).collect();
+        assert_eq!(after, ops[30..].to_vec());
     }
 }

@@ -1,6 +1,8 @@
 //! The op encoding: golden bytes, round trips, and hostile input.
 
-use crdt_core::codec::{DecodeError, FORMAT_VERSION, decode_op, decode_ops, encode_op, encode_ops};
+use crdt_core::codec::{
+    DecodeError, EncodedOps, FORMAT_VERSION, decode_op, decode_ops, encode_op, encode_ops,
+};
 use crdt_core::{
     CounterBaseline, ElemId, Op, OpId, Payload, ReplicaId, SeqBaseline, SeqContent, Value,
 };
@@ -169,6 +171,13 @@ fn arb_op_id() -> impl Strategy<Value = OpId> {
         .prop_map(|(t, r)| OpId::new(Timestamp::from_u64(t), ReplicaId::new(r)))
 }
 
+fn arb_elem_id() -> impl Strategy<Value = ElemId> {
+    (any::<u64>(), any::<u64>()).prop_map(|(r, seq)| ElemId {
+        replica: ReplicaId::new(r),
+        seq,
+    })
+}
+
 fn arb_op() -> impl Strategy<Value = Op> {
     let payload = prop_oneof![
         arb_value().prop_map(Payload::Write),
@@ -176,41 +185,51 @@ fn arb_op() -> impl Strategy<Value = Op> {
             .prop_map(|(positive, negative)| Payload::Counter { positive, negative }),
         arb_value().prop_map(Payload::SetAdd),
         arb_value().prop_map(Payload::SetRemove),
-        prop::collection::vec(
-            (
-                "[a-z]{1,4}",
-                prop::collection::vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..3)
+        (
+            prop::collection::vec(
+                (
+                    "[a-z]{1,4}",
+                    prop::collection::vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..3)
+                ),
+                0..3
             ),
-            0..3
+            prop::collection::vec(
+                (
+                    "[a-z]{1,4}",
+                    prop::collection::vec((arb_elem_id(), 1u64..1 << 40), 0..3)
+                ),
+                0..3
+            )
         )
-        .prop_map(|c| Payload::Delete {
-            counters: c
-                .into_iter()
-                .map(|(field, t)| CounterBaseline {
-                    field,
-                    totals: t
-                        .into_iter()
-                        .map(|(r, p, n)| (ReplicaId::new(r), p, n))
-                        .collect(),
-                })
-                .collect(),
-            sequences: vec![],
-        }),
+            .prop_map(|(c, q)| Payload::Delete {
+                counters: c
+                    .into_iter()
+                    .map(|(field, t)| CounterBaseline {
+                        field,
+                        totals: t
+                            .into_iter()
+                            .map(|(r, p, n)| (ReplicaId::new(r), p, n))
+                            .collect(),
+                    })
+                    .collect(),
+                sequences: q
+                    .into_iter()
+                    .map(|(field, ranges)| SeqBaseline { field, ranges })
+                    .collect(),
+            }),
         (
             any::<u64>(),
-            prop::option::of((any::<u64>(), any::<u64>())),
+            prop::option::of(arb_elem_id()),
+            prop::option::of(arb_elem_id()),
             ".{1,5}"
         )
-            .prop_map(|(seq, left, s)| Payload::SeqInsert {
+            .prop_map(|(seq, left, right, s)| Payload::SeqInsert {
                 seq,
-                left: left.map(|(r, q)| ElemId {
-                    replica: ReplicaId::new(r),
-                    seq: q
-                }),
-                right: None,
+                left,
+                right,
                 content: SeqContent::Text(s),
             }),
-        prop::collection::vec(any::<i64>().prop_map(Value::Int), 1..4).prop_map(|v| {
+        prop::collection::vec(arb_value(), 1..4).prop_map(|v| {
             Payload::SeqInsert {
                 seq: 1,
                 left: None,
@@ -218,6 +237,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                 content: SeqContent::Values(v),
             }
         }),
+        Just(Payload::Create),
         prop::collection::vec((any::<u64>(), any::<u64>(), 1u64..9), 1..3).prop_map(|r| {
             Payload::SeqDelete {
                 ranges: r
@@ -292,5 +312,249 @@ proptest! {
         let i = at.index(bytes.len());
         bytes[i] = byte;
         let _ = decode_op(&bytes);
+    }
+}
+
+/// What `EncodedOps::decode` must do with any bytes: accept exactly the batches that postcard
+/// decodes and that encode back to the same bytes, and then give those ops, each with its own
+/// id, collection and bytes.
+fn check_encoded(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let lenient = decode_ops(bytes);
+    let canonical = lenient
+        .as_ref()
+        .is_ok_and(|ops| encode_ops(ops).as_slice() == bytes);
+    match EncodedOps::decode(bytes) {
+        Ok(batch) => {
+            prop_assert!(
+                canonical,
+                "accepted a batch postcard refuses or encodes otherwise"
+            );
+            let ops = lenient.unwrap();
+            prop_assert_eq!(batch.as_bytes(), bytes);
+            prop_assert_eq!(batch.len(), ops.len());
+            prop_assert_eq!(&batch.to_ops().unwrap(), &ops);
+            for (got, op) in batch.iter().zip(&ops) {
+                prop_assert_eq!(got.id(), op.id);
+                prop_assert_eq!(got.collection(), op.collection.as_str());
+                prop_assert_eq!(got.body(), &encode_op(op)[1..]);
+                prop_assert_eq!(&got.decode().unwrap(), op);
+            }
+        }
+        Err(e) => prop_assert!(!canonical, "refused a canonical batch: {e}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn an_over_long_varint_anywhere_is_refused_as_not_canonical() {
+    let batch = encode_ops(&[sample()]);
+    // Every varint of the sample batch: the count, the schema version, the lengths of the
+    // three strings, the deps' count, the payload and value tags and the value's length.
+    let at = [1, 18, 19, 25, 28, 34, 51, 52, 53];
+    for &i in &at {
+        assert!(batch[i] < 0x80, "byte {i} is not a one-byte varint");
+        let mut long = batch.clone();
+        long[i] |= 0x80;
+        long.insert(i + 1, 0);
+        assert_eq!(
+            EncodedOps::decode(&long),
+            Err(DecodeError::NotCanonical(i)),
+            "byte {i}"
+        );
+        // Postcard reads the same ops from it, which is why the check exists.
+        assert_eq!(decode_ops(&long), decode_ops(&batch), "byte {i}");
+    }
+    let ok = EncodedOps::decode(&batch).unwrap();
+    assert_eq!(ok.to_ops().unwrap(), vec![sample()]);
+    assert_eq!(EncodedOps::from_ops(&[sample()]).unwrap(), ok);
+}
+
+#[test]
+fn encoded_batches_refuse_bad_headers_and_huge_counts() {
+    assert_eq!(EncodedOps::decode(&[]), Err(DecodeError::Empty));
+    assert_eq!(
+        EncodedOps::decode(&[9, 0]),
+        Err(DecodeError::UnknownVersion(9))
+    );
+    let mut bytes = encode_ops(&[sample()]);
+    bytes.push(0);
+    assert_eq!(EncodedOps::decode(&bytes), Err(DecodeError::Trailing(1)));
+    // A count of 2^63 and nothing after it: an error, without allocating for it.
+    let huge = [
+        FORMAT_VERSION,
+        0x80,
+        0x80,
+        0x80,
+        0x80,
+        0x80,
+        0x80,
+        0x80,
+        0x80,
+        0x80,
+        0x01,
+    ];
+    assert!(matches!(
+        EncodedOps::decode(&huge),
+        Err(DecodeError::Malformed(_))
+    ));
+    // A tenth varint byte above 1 overflows a u64.
+    let over = [
+        FORMAT_VERSION,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0x02,
+    ];
+    assert!(matches!(
+        EncodedOps::decode(&over),
+        Err(DecodeError::Malformed(_))
+    ));
+    let empty = EncodedOps::decode(&[FORMAT_VERSION, 0]).unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(empty, EncodedOps::from_ops(&[]).unwrap());
+}
+
+/// One change to a batch's bytes.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Set(prop::sample::Index, u8),
+    Insert(prop::sample::Index, u8),
+    Remove(prop::sample::Index),
+}
+
+fn arb_mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        any::<prop::sample::Index>().prop_map(Mutation::Remove),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn encoded_batches_are_exactly_the_canonical_encodings(ops in prop::collection::vec(arb_op(), 0..6)) {
+        let bytes = encode_ops(&ops);
+        check_encoded(&bytes)?;
+        prop_assert!(EncodedOps::decode(&bytes).is_ok());
+        let made = EncodedOps::from_ops(&ops).unwrap();
+        prop_assert_eq!(made.as_bytes(), &bytes[..]);
+    }
+
+    #[test]
+    fn mutated_batches_are_accepted_exactly_when_canonical(
+        ops in prop::collection::vec(arb_op(), 1..4),
+        mutations in prop::collection::vec(arb_mutation(), 1..4),
+    ) {
+        let mut bytes = encode_ops(&ops);
+        for m in mutations {
+            match m {
+                Mutation::Set(i, b) => {
+                    let i = i.index(bytes.len());
+                    bytes[i] = b;
+                }
+                Mutation::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), b),
+                Mutation::Remove(i) => {
+                    if bytes.len() > 1 {
+                        bytes.remove(i.index(bytes.len()));
+                    }
+                }
+            }
+        }
+        check_encoded(&bytes)?;
+    }
+
+    #[test]
+    fn arbitrary_bodies_are_accepted_exactly_when_canonical(
+        count in 0u8..3,
+        body in prop::collection::vec(any::<u8>(), 0..160),
+    ) {
+        let mut bytes = vec![FORMAT_VERSION, count];
+        bytes.extend(body);
+        check_encoded(&bytes)?;
+    }
+}
+
+/// An op of every payload and every value kind, with options both set and unset.
+fn every_shape() -> Vec<Op> {
+    let e = |r, seq| ElemId {
+        replica: ReplicaId::new(r),
+        seq,
+    };
+    let values = [
+        Value::Null,
+        Value::Bool(true),
+        Value::Bool(false),
+        Value::Int(-300),
+        Value::Float(f64::NAN),
+        Value::String("é".into()),
+        Value::Bytes(vec![0, 255]),
+        Value::Timestamp(Timestamp::from_u64(1 << 40)),
+        Value::Ref("r".into()),
+    ];
+    let mut payloads: Vec<Payload> = values.iter().cloned().map(Payload::Write).collect();
+    payloads.extend([
+        Payload::Counter {
+            positive: 200,
+            negative: 1,
+        },
+        Payload::SetAdd(Value::Int(1)),
+        Payload::SetRemove(Value::Bool(true)),
+        Payload::Delete {
+            counters: vec![CounterBaseline {
+                field: "c".into(),
+                totals: vec![(ReplicaId::new(3), 128, 0)],
+            }],
+            sequences: vec![SeqBaseline {
+                field: "t".into(),
+                ranges: vec![(e(4, 129), 2)],
+            }],
+        },
+        Payload::SeqInsert {
+            seq: 5,
+            left: Some(e(1, 2)),
+            right: Some(e(3, 4)),
+            content: SeqContent::Text("ab".into()),
+        },
+        Payload::SeqInsert {
+            seq: 1,
+            left: None,
+            right: Some(e(3, 4)),
+            content: SeqContent::Values(values.to_vec()),
+        },
+        Payload::SeqDelete {
+            ranges: vec![(e(1, 1), 1)],
+        },
+        Payload::Create,
+    ]);
+    payloads
+        .into_iter()
+        .map(|payload| Op {
+            payload,
+            ..sample()
+        })
+        .collect()
+}
+
+#[test]
+fn every_one_byte_change_of_every_shape_is_accepted_exactly_when_canonical() {
+    for op in every_shape() {
+        let batch = encode_ops(std::slice::from_ref(&op));
+        for i in 0..batch.len() {
+            for b in 0..=255u8 {
+                let mut bytes = batch.clone();
+                bytes[i] = b;
+                if let Err(e) = check_encoded(&bytes) {
+                    panic!("{op:?}: byte {i} set to {b}: {e}");
+                }
+            }
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! Ops from untrusted bytes: decoding one op or a batch never panics, whatever decodes encodes
 //! back to the same ops, and applying the batch to a replica neither panics nor depends on
-//! the order of delivery or on duplicates. History batches get the same round-trip check.
+//! the order of delivery or on duplicates. History batches get the same round-trip check. A
+//! batch checked without decoding (`EncodedOps`, as sync receives ops) is accepted exactly
+//! when postcard decodes it and encodes those ops back to the same bytes, and then gives
+//! those ops.
 #![no_main]
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use crdt_core::codec::{decode_op, decode_ops, encode_op, encode_ops};
+use crdt_core::codec::{EncodedOps, decode_op, decode_ops, encode_op, encode_ops};
 use crdt_core::history::{decode_history, encode_history};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +25,20 @@ fuzz_target!(|data: &[u8]| {
         let mut h = common::replica(3);
         let _ = h.apply_encoded(data);
     }
-    let Ok(ops) = decode_ops(data) else {
+    let decoded = decode_ops(data);
+    let canonical = decoded.as_ref().is_ok_and(|ops| encode_ops(ops) == data);
+    match EncodedOps::decode(data) {
+        Ok(batch) => {
+            assert!(canonical, "accepted bytes that are not the encoding of their ops");
+            assert_eq!(batch.to_ops().as_ref(), decoded.as_ref());
+            for (op, got) in decoded.iter().flatten().zip(batch.iter()) {
+                assert_eq!((got.id(), got.collection()), (op.id, op.collection.as_str()));
+                assert_eq!(got.body(), &encode_op(op)[1..]);
+            }
+        }
+        Err(e) => assert!(!canonical, "refused the encoding of its ops: {e}"),
+    }
+    let Ok(ops) = decoded else {
         return;
     };
     assert_eq!(decode_ops(&encode_ops(&ops)).as_ref(), Ok(&ops));

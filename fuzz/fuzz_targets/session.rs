@@ -76,7 +76,7 @@ impl Side {
     fn events(&mut self, scope: &Scope) {
         while let Some(event) = self.session.poll_event() {
             if let Event::Ops(ops) = event {
-                for op in ops {
+                for op in ops.to_ops().expect("a session hands out ops that decode") {
                     assert!(scope.contains(&op.collection), "an op outside the scope");
                     self.index.insert_op(&op);
                     self.log.insert(op.id, op);

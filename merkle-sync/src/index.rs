@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 
+use crdt_core::codec::EncodedOps;
 use crdt_core::{Op, OpId, ReplicaId, VersionVector};
 use hlc::Timestamp;
 
@@ -370,6 +371,36 @@ impl Index {
     /// [`Index::extend`] does. Returns how many were new.
     pub fn insert_ops(&mut self, ops: &[Op]) -> u64 {
         self.extend(digested(ops))
+    }
+
+    /// Indexes a batch of ops as a peer sent them ([`Event::Ops`](crate::Event::Ops)), once
+    /// stored, as [`Index::insert_ops`] does, but hashing their bytes as they are: no op is
+    /// encoded (the batch's bytes are the one encoding of its ops, so the digests are those
+    /// of [`op_digest`]). Returns how many were new.
+    pub fn insert_encoded(&mut self, ops: &EncodedOps) -> u64 {
+        let mut entries: Vec<(&str, OpId, Digest)> = Vec::with_capacity(ops.len());
+        let (mut buf, mut ends, mut digests) = (Vec::new(), Vec::new(), Vec::new());
+        let mut batch = ops.iter();
+        loop {
+            let block = batch.by_ref().take(DIGEST_BATCH);
+            let start = entries.len();
+            buf.clear();
+            ends.clear();
+            for op in block {
+                buf.push(crdt_core::codec::FORMAT_VERSION);
+                buf.extend_from_slice(op.body());
+                ends.push(buf.len());
+                entries.push((op.collection(), op.id(), Digest([0; 32])));
+            }
+            if ends.is_empty() {
+                break;
+            }
+            hash_back_to_back(&buf, &ends, &mut digests);
+            for (entry, d) in entries[start..].iter_mut().zip(&digests) {
+                entry.2 = Digest(*d);
+            }
+        }
+        self.extend(entries)
     }
 
     /// Indexes the ops `ids` names from the log they were stored in (for instance the ids
@@ -929,8 +960,20 @@ mod tests {
             batched.warm_sketches();
         }
         assert_eq!(batched.insert_ops(&ops[..10]), 0);
+        // From the bytes a peer sends, in batches larger than a block of digests.
+        let mut encoded = Index::from_ops(&ops[..700]);
+        encoded.warm_sketches();
+        let mut added = 0;
+        for chunk in ops[300..].chunks(1500) {
+            let batch = EncodedOps::from_ops(chunk).unwrap();
+            added += encoded.insert_encoded(&batch);
+            encoded.warm_sketches();
+        }
+        assert_eq!(added, 4300);
+        let batch = EncodedOps::from_ops(&ops[..10]).unwrap();
+        assert_eq!(encoded.insert_encoded(&batch), 0);
         let fresh = Index::from_ops(&ops);
-        for index in [&batched, &one] {
+        for index in [&batched, &one, &encoded] {
             assert_eq!(index.len(), 5000);
             assert_eq!(index.root(&scope), fresh.root(&scope));
             assert_eq!(index.frontier(&scope), fresh.frontier(&scope));

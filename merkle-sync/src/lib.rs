@@ -81,7 +81,7 @@
 //!             sessions[to].handle_message(now, &bytes, &indexes[to])?;
 //!             while let Some(event) = sessions[to].poll_event() {
 //!                 if let Event::Ops(ops) = event {
-//!                     for op in ops {
+//!                     for op in ops.to_ops()? {
 //!                         indexes[to].insert_op(&op); // the application applies, then indexes
 //!                         logs[to].insert(op.id, op);
 //!                     }
@@ -94,12 +94,16 @@
 //! assert_eq!(logs[0], logs[1]);
 //! assert_eq!(logs[0].len(), 102);
 //! assert_eq!(indexes[0].root(&scope), indexes[1].root(&scope));
-//! # Ok::<(), merkle_sync::SessionError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! What this crate needs from the log is small: the application keeps the [`Index`] beside
 //! it (inserting each op it stores) and lends the session an [`OpSource`] to read ops by id;
-//! [`StorageSource`] adapts any [`crdt_core::Storage`].
+//! [`StorageSource`] adapts any [`crdt_core::Storage`]. Received ops come as their bytes
+//! ([`Event::Ops`], a [`crdt_core::codec::EncodedOps`] checked to be the one encoding of its
+//! ops): a replica decodes them to apply them, while a peer that only stores and forwards
+//! ops appends and indexes the bytes as they are (`Storage::append_encoded`,
+//! [`Index::insert_encoded`]) and never decodes one.
 
 #![warn(missing_docs)]
 

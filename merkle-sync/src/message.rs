@@ -3,7 +3,8 @@
 //! Decoding takes untrusted bytes: every count is checked against the bytes that remain
 //! before anything is allocated for it, and nothing panics.
 
-use crdt_core::{Op, OpId, ReplicaId, VersionVector};
+use crdt_core::codec::EncodedOps;
+use crdt_core::{OpId, ReplicaId, VersionVector};
 use hlc::Timestamp;
 
 use crate::index::Digest;
@@ -165,7 +166,7 @@ pub(crate) enum Message {
     /// A request for these ops (encoded sorted, each once; see [`Message::encode`]).
     Want { ids: Vec<OpId> },
     /// Ops, in id order.
-    Ops(Vec<Op>),
+    Ops(EncodedOps),
     /// Range digests of the descent, several levels down at once.
     Ranges(Vec<RangeEntry>),
 }
@@ -219,7 +220,7 @@ impl Message {
             }
             Self::Ops(ops) => {
                 out.push(TAG_OPS);
-                out.extend(crdt_core::codec::encode_ops(ops));
+                out.extend_from_slice(ops.as_bytes());
             }
             Self::Ranges(entries) => {
                 out.push(TAG_RANGES);
@@ -308,7 +309,7 @@ impl Message {
                 ids: r.want_list()?,
             },
             TAG_OPS => {
-                let ops = crdt_core::codec::decode_ops(r.0)?;
+                let ops = EncodedOps::decode(r.0)?;
                 r.0 = &[];
                 Self::Ops(ops)
             }

@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crdt_core::{Op, OpId, VersionVector};
+use crdt_core::codec::EncodedOps;
+use crdt_core::{OpId, VersionVector};
 
 use crate::index::{Digest, Index, LocalSketch, Scope, meet};
 use crate::message::{
@@ -87,10 +88,14 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
-    /// Ops from the peer, in id order. Apply them to the log (e.g. `Replica::apply_remote`) and
-    /// insert every op the log then stores into the [`Index`]; the session sees the index on
-    /// its next call.
-    Ops(Vec<Op>),
+    /// Ops from the peer, in id order, as the bytes it sent, checked to be the one encoding of
+    /// each op ([`EncodedOps`]). Apply them to the log and insert every op the log then
+    /// stores into the [`Index`]; the session sees the index on its next call. A replica
+    /// decodes them ([`EncodedOps::to_ops`], then `Replica::apply_remote`) and indexes what it
+    /// applied ([`Index::insert_from`] or [`Index::insert_ops`]); a peer that only stores and
+    /// forwards ops appends the bytes as they are (`Storage::append_encoded`) and indexes
+    /// them so ([`Index::insert_encoded`]), never decoding an op.
+    Ops(EncodedOps),
     /// Both sides hold the same ops in scope (as far as this side knows). The session keeps
     /// answering the peer until it is dropped.
     Synced,
@@ -511,8 +516,8 @@ impl Session {
             }
             Message::Ranges(entries) => self.on_ranges(&entries, index),
             Message::Ops(ops) => {
-                if let Some(op) = ops.iter().find(|op| !self.scope.contains(&op.collection)) {
-                    return Err(SessionError::OutOfScope(op.collection.clone()));
+                if let Some(op) = ops.iter().find(|op| !self.scope.contains(op.collection())) {
+                    return Err(SessionError::OutOfScope(op.collection().to_owned()));
                 }
                 self.stats.ops_received += ops.len() as u64;
                 if !ops.is_empty() {

@@ -49,7 +49,7 @@ impl Side {
         let mut got = Vec::new();
         while let Some(e) = session.poll_event() {
             if let Event::Ops(ops) = e {
-                for op in ops {
+                for op in ops.to_ops().expect("a session hands out ops that decode") {
                     self.index.insert_op(&op);
                     self.log.insert(op.id, op.clone());
                     got.push(op);

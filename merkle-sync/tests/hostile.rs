@@ -325,3 +325,45 @@ fn a_frontier_out_of_order_is_refused() {
         ))
     ));
 }
+
+#[test]
+fn an_op_in_a_second_encoding_is_refused_and_nothing_is_handed_out() {
+    let index = Index::new();
+    let scope = Scope::new(["a"]);
+    let ops = [op("a", 10, 1, 8), op("a", 11, 2, 8)];
+    let mut frame = vec![6u8];
+    frame.extend(crdt_core::codec::encode_ops(&ops));
+    // The honest frame is taken and its ops handed out as sent.
+    let (mut s, _) = session_pair(&index, &index, &scope);
+    s.handle_message(0, &frame, &index).unwrap();
+    let got = s.poll_event();
+    assert!(
+        matches!(&got, Some(merkle_sync::Event::Ops(b)) if b.as_bytes() == &frame[1..]),
+        "{got:?}"
+    );
+    // The second op's schema version (1, one byte after its 16-byte id) written in two
+    // bytes: postcard reads the same ops, but their digests would not be the ones the sender
+    // holds.
+    let second = 3 + crdt_core::codec::encode_op(&ops[0]).len() - 1;
+    let at = second + 16;
+    assert_eq!(frame[at], 1);
+    let mut long = frame.clone();
+    long[at] = 0x81;
+    long.insert(at + 1, 0);
+    assert_eq!(
+        crdt_core::codec::decode_ops(&long[1..]).unwrap(),
+        ops.to_vec()
+    );
+    let (mut s, _) = session_pair(&index, &index, &scope);
+    let err = s.handle_message(0, &long, &index).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::Message(merkle_sync::MessageError::Ops(
+                crdt_core::codec::DecodeError::NotCanonical(n)
+            )) if n == at - 1
+        ),
+        "{err}"
+    );
+    assert_eq!(s.poll_event(), None);
+}

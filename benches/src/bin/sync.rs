@@ -9,12 +9,16 @@
 //! `crdt_core::MemoryStorage` (which keeps ops encoded, so frames copy stored bytes); `cpu_ms`
 //! is the CPU time (this thread's, from `CLOCK_THREAD_CPUTIME_ID`, so other load on the
 //! machine does not count; wall time off Linux) spent in both sessions and in indexing the
-//! received ops; storing them is the application's and is reported apart as `store_ms`
+//! received ops from their bytes (`Index::insert_encoded`); storing them is the application's
+//! and is reported apart as `store_ms` (`Storage::append_encoded`, a copy of the bytes: the
+//! path of a peer that stores and forwards ops), and so is `decode_ms`, what a replica that
+//! applies them adds by decoding them (`EncodedOps::to_ops`)
 //! (building the logs and indexes beforehand is not counted, nor the sketch caches of the
 //! indexes, which `Index::warm_sketches` builds there, as a long-lived process holds them; an
 //! index that only catches up never builds one). `wall_ms` is the wall time of
-//! the same work (storing excluded). `send_ms`, `receive_ms` and `index_ms` split `cpu_ms`
-//! into `poll_transmit`, `handle_message` and `Index::insert_ops` (the same clock).
+//! the same work (storing and decoding excluded). `send_ms`, `receive_ms` and `index_ms` split
+//! `cpu_ms` into `poll_transmit`, `handle_message` and `Index::insert_encoded` (the same
+//! clock).
 //! `--scenario NAME` runs
 //! one scenario and `--system NAME` one of the two weft systems. Each weft scenario runs
 //! `SYNC_REPEAT` times (default 5) and the best run is reported: the first runs of a process
@@ -81,6 +85,8 @@ struct Outcome {
     /// Of it, CPU time of this thread, ms (see [`cpu_ns`]).
     cpu_ms: f64,
     store_ms: f64,
+    /// CPU in decoding the received ops, which a replica that applies them adds.
+    decode_ms: f64,
     /// CPU in sending, receiving and indexing.
     split_ms: [f64; 3],
 }
@@ -158,8 +164,10 @@ fn drive(
     let wall = Instant::now();
     let start = cpu_ns();
     let mut store_ns = 0;
+    let mut decode_ns = 0;
     let mut store_wall = 0.0;
-    // CPU in poll_transmit, handle_message, indexing (store_ns also counts indexing).
+    // CPU in poll_transmit, handle_message, indexing (store_ns also counts indexing and
+    // decoding).
     let mut split = [0u64; 3];
     let mut sessions = [0, 1].map(|i| Session::new(0, scope.clone(), config.clone(), &indexes[i]));
     let mut flight: Vec<(u64, usize, Vec<u8>)> = Vec::new();
@@ -203,10 +211,14 @@ fn drive(
             while let Some(e) = sessions[to].poll_event() {
                 if let Event::Ops(ops) = e {
                     let t = cpu_ns();
-                    indexes[to].insert_ops(&ops);
+                    indexes[to].insert_encoded(&ops);
                     split[2] += cpu_ns() - t;
                     let w = Instant::now();
-                    logs[to].append(&ops).expect("append");
+                    logs[to].append_encoded(&ops).expect("append");
+                    // What a replica that applies the ops adds: decoding them.
+                    let d = cpu_ns();
+                    drop(std::hint::black_box(ops.to_ops().expect("decode")));
+                    decode_ns += cpu_ns() - d;
                     store_wall += w.elapsed().as_secs_f64() * 1e3;
                     store_ns += cpu_ns() - t;
                 }
@@ -224,7 +236,8 @@ fn drive(
         wire_bytes,
         wall_ms: wall.elapsed().as_secs_f64() * 1e3 - store_wall,
         cpu_ms: (cpu_ns() - start - (store_ns - split[2])) as f64 / 1e6,
-        store_ms: (store_ns - split[2]) as f64 / 1e6,
+        store_ms: (store_ns - split[2] - decode_ns) as f64 / 1e6,
+        decode_ms: decode_ns as f64 / 1e6,
         split_ms: split.map(|ns| ns as f64 / 1e6),
     }
 }
@@ -516,13 +529,14 @@ fn weft(opts: &Options, rows: &mut Vec<Row>) {
             let overhead = out.wire_bytes.saturating_sub(payload);
             if json {
                 println!(
-                    "{{\"scenario\":\"{name}\",\"system\":\"{system}\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.3},\"rt_done\":{},\"wall_ms\":{:.1},\"store_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
+                    "{{\"scenario\":\"{name}\",\"system\":\"{system}\",\"ops\":{n},\"diff\":{},\"round_trips\":{},\"payload_bytes\":{payload},\"overhead_bytes\":{overhead},\"cpu_ms\":{:.3},\"rt_done\":{},\"wall_ms\":{:.1},\"store_ms\":{:.1},\"decode_ms\":{:.1},\"send_ms\":{:.1},\"receive_ms\":{:.1},\"index_ms\":{:.1}}}",
                     missing.len(),
                     out.round_trips,
                     out.cpu_ms,
                     out.rt_done,
                     out.wall_ms,
                     out.store_ms,
+                    out.decode_ms,
                     out.split_ms[0],
                     out.split_ms[1],
                     out.split_ms[2]

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crdt_core::codec::EncodedOps;
 use crdt_core::{Op, OpId, Payload, ReplicaId, Value};
 use merkle_sync::{Config, Event, Index, Scope, Session, SessionError};
 
@@ -49,22 +50,36 @@ pub fn op(collection: &str, ms: u64, replica: u64, size: usize) -> Op {
 pub struct Node {
     pub log: BTreeMap<OpId, Op>,
     pub index: Index,
+    /// Batches applied so far.
+    batches: u64,
 }
 
 impl Node {
     pub fn new(ops: impl IntoIterator<Item = Op>) -> Self {
         let log: BTreeMap<OpId, Op> = ops.into_iter().map(|op| (op.id, op)).collect();
         let index = Index::from_ops(log.values());
-        Self { log, index }
+        Self {
+            log,
+            index,
+            batches: 0,
+        }
     }
 
-    /// Stores the ops it lacks and indexes them as one batch.
-    pub fn apply(&mut self, ops: Vec<Op>) {
+    /// Stores the ops it lacks and indexes them as one batch: in turns, from the bytes as the
+    /// peer sent them (the ops held already are ignored by the index, as by the log) or
+    /// decoded, so that every run goes through both.
+    pub fn apply(&mut self, batch: EncodedOps) {
+        let ops = batch.to_ops().expect("a session hands out ops that decode");
         let new: Vec<Op> = ops
             .into_iter()
             .filter(|op| !self.log.contains_key(&op.id))
             .collect();
-        self.index.insert_ops(&new);
+        self.batches += 1;
+        if self.batches.is_multiple_of(2) {
+            self.index.insert_encoded(&batch);
+        } else {
+            self.index.insert_ops(&new);
+        }
         self.log.extend(new.into_iter().map(|op| (op.id, op)));
     }
 }

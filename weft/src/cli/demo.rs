@@ -156,7 +156,7 @@ fn sync(peers: &mut [Peer; 2]) -> Result<SyncStats, Box<dyn std::error::Error>> 
                 while let Some(event) = sessions[to].poll_event() {
                     if let Event::Ops(ops) = event {
                         stats.ops += ops.len() as u64;
-                        let outcome = peers[to].replica.apply_remote(ops)?;
+                        let outcome = peers[to].replica.apply_remote(ops.to_ops()?)?;
                         let peer = &mut peers[to];
                         peer.index.insert_from(
                             &merkle_sync::StorageSource(peer.replica.storage()),

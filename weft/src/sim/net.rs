@@ -236,6 +236,9 @@ impl World {
         }
         for ops in batches {
             self.summary.ops_received += ops.len() as u64;
+            let ops = ops
+                .to_ops()
+                .map_err(|e| format!("ops from a peer do not decode: {e}"))?;
             let drift = self.nodes[me].apply_remote(ops)?;
             self.summary.drift_rejections += drift;
         }

@@ -1,0 +1,433 @@
+//! Op batches kept as their bytes: checked to be the one encoding of their ops without
+//! decoding them, so that a store that keeps ops encoded, or an index that hashes them, can
+//! take what a peer sent as it is.
+//!
+//! The check walks the postcard layout of [`Op`] field by field (`docs/wire-format.md`
+//! writes it down) and accepts exactly the bytes that [`encode_ops`](super::encode_ops)
+//! writes for some batch: what postcard decodes, less what it would encode differently. The
+//! only slack postcard leaves is in varints, which it decodes in over-long forms too (`0x80
+//! 0x00` for 0); the walk takes each varint in its shortest form only. An op's digest is
+//! blake3 of its bytes, so two encodings of one op would give honest peers different roots.
+
+use core::fmt;
+
+use super::{DecodeError, check_header};
+use crate::{Op, OpId};
+
+/// A batch of ops as bytes ([`encode_ops`](super::encode_ops)'s), each op's extent, id and
+/// collection found and its encoding checked to be canonical, none of them decoded.
+///
+/// What a sync session hands over from the wire: a store that keeps ops encoded appends the
+/// bytes as they are ([`Storage::append_encoded`](crate::Storage::append_encoded)) and an
+/// index hashes them, so a relay or a backup peer that never materializes state never
+/// decodes an op. [`EncodedOps::to_ops`] decodes them for a replica that applies them.
+#[derive(Clone, Default)]
+pub struct EncodedOps {
+    /// The batch: version byte, count, then each op's postcard.
+    bytes: Vec<u8>,
+    ops: Vec<Entry>,
+}
+
+/// Where one op of an [`EncodedOps`] lies in its bytes.
+#[derive(Clone, Copy)]
+struct Entry {
+    id: OpId,
+    /// The op's postcard, `start..end` of the batch.
+    start: u32,
+    end: u32,
+    /// Where its collection's UTF-8 starts (its length is the byte before, for a name under
+    /// 128 bytes, so it is kept too).
+    collection: u32,
+    collection_len: u32,
+}
+
+/// One op of an [`EncodedOps`].
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedOp<'a> {
+    id: OpId,
+    collection: &'a str,
+    body: &'a [u8],
+}
+
+impl<'a> EncodedOp<'a> {
+    /// The op's id.
+    pub fn id(&self) -> OpId {
+        self.id
+    }
+
+    /// The op's collection.
+    pub fn collection(&self) -> &'a str {
+        self.collection
+    }
+
+    /// The op's postcard bytes: [`encode_op`](super::encode_op) without the version byte, as
+    /// [`Storage::get_encoded`](crate::Storage::get_encoded) gives a stored op.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The op itself.
+    pub fn decode(&self) -> Result<Op, DecodeError> {
+        let (op, rest) = postcard::take_from_bytes::<Op>(self.body)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Trailing(rest.len()));
+        }
+        Ok(op)
+    }
+}
+
+impl EncodedOps {
+    /// Checks a batch encoded by [`encode_ops`](super::encode_ops) and keeps a copy of its
+    /// bytes. Refuses, besides what [`decode_ops`](super::decode_ops) refuses, any varint
+    /// (the count included) that is not in its shortest form ([`DecodeError::NotCanonical`]),
+    /// so that every batch this accepts is the one encoding of its ops.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let ops = walk_batch(bytes)?;
+        Ok(Self {
+            bytes: bytes.to_vec(),
+            ops,
+        })
+    }
+
+    /// The batch of these ops, encoded ([`encode_ops`](super::encode_ops)). Refuses what
+    /// [`EncodedOps::decode`] would refuse of those bytes: a batch larger than
+    /// [`MAX_ENCODED_BYTES`](super::MAX_ENCODED_BYTES).
+    pub fn from_ops(ops: &[Op]) -> Result<Self, DecodeError> {
+        let bytes = super::encode_ops(ops);
+        let ops = walk_batch(&bytes)?;
+        Ok(Self { bytes, ops })
+    }
+
+    /// The batch's bytes, as [`encode_ops`](super::encode_ops) writes them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Ops in the batch.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch holds no op.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The ops, in the batch's order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = EncodedOp<'_>> + Clone + '_ {
+        self.ops.iter().map(|e| self.op(e))
+    }
+
+    /// The ops' ids, in the batch's order.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = OpId> + Clone + '_ {
+        self.ops.iter().map(|e| e.id)
+    }
+
+    /// The ops, decoded.
+    pub fn to_ops(&self) -> Result<Vec<Op>, DecodeError> {
+        self.iter().map(|op| op.decode()).collect()
+    }
+
+    fn op(&self, e: &Entry) -> EncodedOp<'_> {
+        let at = |start: u32, end: u32| &self.bytes[start as usize..end as usize];
+        let name = at(e.collection, e.collection + e.collection_len);
+        EncodedOp {
+            id: e.id,
+            // Checked to be UTF-8 when the batch was decoded.
+            collection: core::str::from_utf8(name).unwrap_or_default(),
+            body: at(e.start, e.end),
+        }
+    }
+}
+
+impl PartialEq for EncodedOps {
+    fn eq(&self, other: &Self) -> bool {
+        // The entries are a function of the bytes.
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for EncodedOps {}
+
+impl fmt::Debug for EncodedOps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedOps")
+            .field("len", &self.len())
+            .field("bytes", &self.bytes.len())
+            .field("ids", &self.ids().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Each op of a batch, checked; see [`EncodedOps::decode`].
+fn walk_batch(bytes: &[u8]) -> Result<Vec<Entry>, DecodeError> {
+    let body = check_header(bytes)?;
+    // The version byte is all the header check took.
+    let mut walk = Walk { bytes, pos: 1 };
+    let count = walk.len()?;
+    // Each op takes at least MIN_OP_BYTES, so the count cannot ask for more entries than the
+    // bytes hold.
+    let mut ops = Vec::with_capacity(count.min(body.len() / MIN_OP_BYTES));
+    for _ in 0..count {
+        ops.push(walk.op()?);
+    }
+    if walk.pos != bytes.len() {
+        return Err(DecodeError::Trailing(bytes.len() - walk.pos));
+    }
+    Ok(ops)
+}
+
+/// The fewest bytes an op takes: its id (16), then one byte each for the schema version, the
+/// three empty strings, the empty deps and the payload tag.
+const MIN_OP_BYTES: usize = 16 + 6;
+
+/// Why a walk stopped, and where: small and `Copy`, so that the walk's many results stay in
+/// registers; made into a [`DecodeError`] once, at the end.
+#[derive(Clone, Copy)]
+enum Bad {
+    NotCanonical(usize),
+    Malformed(&'static str, usize),
+}
+
+impl From<Bad> for DecodeError {
+    fn from(bad: Bad) -> Self {
+        match bad {
+            Bad::NotCanonical(at) => Self::NotCanonical(at),
+            Bad::Malformed(what, at) => Self::Malformed(format!("{what} at byte {at}")),
+        }
+    }
+}
+
+type Step<T> = Result<T, Bad>;
+
+#[inline]
+fn at_most(value: u64, max: u64, at: usize) -> Step<u64> {
+    if value > max {
+        return Err(Bad::Malformed("a varint out of range", at));
+    }
+    Ok(value)
+}
+
+/// A pass over a batch's bytes.
+struct Walk<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn malformed(&self, what: &'static str) -> Bad {
+        Bad::Malformed(what, self.pos)
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Step<&'a [u8]> {
+        let bytes = self.bytes;
+        match bytes.get(self.pos..).and_then(|rest| rest.get(..n)) {
+            Some(taken) => {
+                self.pos += n;
+                Ok(taken)
+            }
+            None => Err(self.malformed("the input ends")),
+        }
+    }
+
+    #[inline]
+    fn byte(&mut self) -> Step<u8> {
+        match self.bytes.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.malformed("the input ends")),
+        }
+    }
+
+    /// A varint of at most `max`, in its shortest form.
+    #[inline]
+    fn varint(&mut self, max: u64) -> Step<u64> {
+        let at = self.pos;
+        let first = self.byte()?;
+        if first < 0x80 {
+            return at_most(u64::from(first), max, at);
+        }
+        self.long_varint(first, max, at)
+    }
+
+    /// The rest of a varint of two bytes or more.
+    #[inline(never)]
+    fn long_varint(&mut self, first: u8, max: u64, at: usize) -> Step<u64> {
+        let mut value = u64::from(first & 0x7f);
+        for i in 1..10 {
+            let b = self.byte()?;
+            // At i = 9 only the lowest bit is left of a u64: more is out of range.
+            if i == 9 && b > 1 {
+                return Err(self.malformed("a varint out of range"));
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if b == 0 {
+                    return Err(Bad::NotCanonical(at));
+                }
+                return at_most(value, max, at);
+            }
+        }
+        Err(self.malformed("a varint longer than ten bytes"))
+    }
+
+    /// A length (postcard's `usize`).
+    #[inline]
+    fn len(&mut self) -> Step<usize> {
+        let n = self.varint(u64::MAX)?;
+        // A length past the address space cannot be followed by that many bytes.
+        usize::try_from(n).map_err(|_| self.malformed("a length out of range"))
+    }
+
+    #[inline]
+    fn u64(&mut self) -> Step<u64> {
+        self.varint(u64::MAX)
+    }
+
+    /// A string: its length, then UTF-8. Returns where its bytes start and how many.
+    #[inline]
+    fn str(&mut self) -> Step<(usize, usize)> {
+        let n = self.len()?;
+        let start = self.pos;
+        let bytes = self.take(n)?;
+        // Names and most values are ASCII, which is quicker to check.
+        if !bytes.is_ascii() && core::str::from_utf8(bytes).is_err() {
+            return Err(Bad::Malformed("a string that is not UTF-8", start));
+        }
+        Ok((start, n))
+    }
+
+    /// A sequence: its length, then `each` that many times. Every element takes at least a
+    /// byte, so a huge length fails when the bytes run out.
+    fn seq(&mut self, mut each: impl FnMut(&mut Self) -> Step<()>) -> Step<()> {
+        for _ in 0..self.len()? {
+            each(self)?;
+        }
+        Ok(())
+    }
+
+    /// An enum's variant index (a `u32` varint), below `variants`.
+    #[inline]
+    fn tag(&mut self, variants: u64) -> Step<u64> {
+        let at = self.pos;
+        let tag = self.varint(u64::from(u32::MAX))?;
+        if tag >= variants {
+            return Err(Bad::Malformed("an unknown variant", at));
+        }
+        Ok(tag)
+    }
+
+    fn elem_id(&mut self) -> Step<()> {
+        self.take(8)?;
+        self.u64().map(drop)
+    }
+
+    fn option_elem_id(&mut self) -> Step<()> {
+        match self.byte()? {
+            0 => Ok(()),
+            1 => self.elem_id(),
+            _ => Err(self.malformed("an option tag other than 0 or 1")),
+        }
+    }
+
+    fn value(&mut self) -> Step<()> {
+        match self.tag(8)? {
+            // Null
+            0 => {}
+            // Bool
+            1 => {
+                if self.byte()? > 1 {
+                    return Err(self.malformed("a boolean other than 0 or 1"));
+                }
+            }
+            // Int: zigzag, every u64 is one.
+            2 => {
+                self.u64()?;
+            }
+            // Float (any bits), Timestamp
+            3 | 6 => {
+                self.take(8)?;
+            }
+            // String, Ref
+            4 | 7 => {
+                self.str()?;
+            }
+            // Bytes: a sequence of raw bytes.
+            _ => {
+                let n = self.len()?;
+                self.take(n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One op, from its first byte.
+    fn op(&mut self) -> Step<Entry> {
+        let start = self.pos;
+        let id: [u8; 16] = self.take(16)?.try_into().unwrap_or_default();
+        self.varint(u64::from(u32::MAX))?; // schema_version
+        let (collection, collection_len) = self.str()?;
+        self.str()?; // key
+        self.str()?; // field
+        self.seq(|w| w.take(16).map(drop))?; // deps
+        match self.tag(8)? {
+            // Write, SetAdd, SetRemove
+            0 | 2 | 3 => self.value()?,
+            // Counter
+            1 => {
+                self.u64()?;
+                self.u64()?;
+            }
+            // Delete: counter baselines, then sequence baselines.
+            4 => {
+                self.seq(|w| {
+                    w.str()?;
+                    w.seq(|w| {
+                        w.take(8)?;
+                        w.u64()?;
+                        w.u64().map(drop)
+                    })
+                })?;
+                self.seq(|w| {
+                    w.str()?;
+                    w.seq(|w| {
+                        w.elem_id()?;
+                        w.u64().map(drop)
+                    })
+                })?;
+            }
+            // SeqInsert
+            5 => {
+                self.u64()?;
+                self.option_elem_id()?;
+                self.option_elem_id()?;
+                match self.tag(2)? {
+                    0 => {
+                        self.str()?;
+                    }
+                    _ => self.seq(Self::value)?,
+                }
+            }
+            // SeqDelete
+            6 => self.seq(|w| {
+                w.elem_id()?;
+                w.u64().map(drop)
+            })?,
+            // Create
+            _ => {}
+        }
+        // A batch is at most MAX_ENCODED_BYTES, so every offset fits.
+        let offset =
+            |at: usize| u32::try_from(at).map_err(|_| Bad::Malformed("an offset past 4 GiB", at));
+        Ok(Entry {
+            id: OpId::from_bytes(id),
+            start: offset(start)?,
+            end: offset(self.pos)?,
+            collection: offset(collection)?,
+            collection_len: offset(collection_len)?,
+        })
+    }
+}
