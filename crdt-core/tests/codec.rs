@@ -418,6 +418,7 @@ fn encoded_batches_refuse_bad_headers_and_huge_counts() {
     let empty = EncodedOps::decode(&[FORMAT_VERSION, 0]).unwrap();
     assert!(empty.is_empty());
     assert_eq!(empty, EncodedOps::from_ops(&[]).unwrap());
+    assert_eq!(empty, EncodedOps::default());
 }
 
 /// One change to a batch's bytes.

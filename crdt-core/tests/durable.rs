@@ -83,6 +83,46 @@ fn stored_bytes_for_sync_are_the_op_encoding_without_its_version_byte() {
     assert!(store.get_encoded(absent.id).unwrap().is_none());
 }
 
+#[test]
+fn ops_appended_as_bytes_are_stored_as_appended_ops_are() {
+    let dir = TempDir::new("append-encoded");
+    let (a, b) = (dir.file("a.redb"), dir.file("b.redb"));
+    let first = ops(1_000, 7, 30);
+    let second = ops(1_010, 9, 20);
+    {
+        let mut decoded = RedbStorage::open(&a).unwrap();
+        let mut encoded = RedbStorage::open(&b).unwrap();
+        // The second batch repeats stored ops: they are stored once, as by `append`.
+        let again: Vec<Op> = first[20..].iter().chain(&second).cloned().collect();
+        for batch in [&first[..25], &again[..]] {
+            decoded.append(batch).unwrap();
+            let bytes = crdt_core::codec::EncodedOps::from_ops(batch).unwrap();
+            encoded.append_encoded(&bytes).unwrap();
+        }
+        encoded
+            .append_encoded(&crdt_core::codec::EncodedOps::default())
+            .unwrap();
+    }
+    let (decoded, encoded) = (
+        RedbStorage::open(&a).unwrap(),
+        RedbStorage::open(&b).unwrap(),
+    );
+    assert_eq!(encoded.len().unwrap(), 50);
+    assert_eq!(encoded.len().unwrap(), decoded.len().unwrap());
+    assert_eq!(
+        encoded.append_position().unwrap(),
+        decoded.append_position().unwrap()
+    );
+    assert_eq!(encoded.high_water().unwrap(), decoded.high_water().unwrap());
+    assert_eq!(all(&encoded), all(&decoded));
+    for op in first.iter().chain(&second) {
+        assert_eq!(
+            encoded.get_encoded(op.id).unwrap(),
+            decoded.get_encoded(op.id).unwrap()
+        );
+    }
+}
+
 /// `ids` read through `get_encoded_each`, with the reads stopped after `stop` ids (when some).
 fn read_each(
     store: &dyn Storage,

@@ -21,7 +21,7 @@ use crate::{Op, OpId};
 /// bytes as they are ([`Storage::append_encoded`](crate::Storage::append_encoded)) and an
 /// index hashes them, so a relay or a backup peer that never materializes state never
 /// decodes an op. [`EncodedOps::to_ops`] decodes them for a replica that applies them.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EncodedOps {
     /// The batch: version byte, count, then each op's postcard.
     bytes: Vec<u8>,
@@ -136,6 +136,16 @@ impl EncodedOps {
             // Checked to be UTF-8 when the batch was decoded.
             collection: core::str::from_utf8(name).unwrap_or_default(),
             body: at(e.start, e.end),
+        }
+    }
+}
+
+/// The empty batch, as [`encode_ops`](super::encode_ops) writes it.
+impl Default for EncodedOps {
+    fn default() -> Self {
+        Self {
+            bytes: vec![super::FORMAT_VERSION, 0],
+            ops: Vec::new(),
         }
     }
 }

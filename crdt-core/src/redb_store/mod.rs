@@ -33,7 +33,8 @@ use self::commit::{Batch, Committer};
 use self::format::{KEY_HIGH_WATER, KEY_REPLICA, LATE, META, OPS, PEERS, SNAPSHOT, backend};
 use self::log::Log;
 use self::zero_fill::ZeroFill;
-use crate::{Op, OpId, OpIter, ReplicaId, Snapshot, Storage, StorageError, VersionVector, codec};
+use crate::codec::{self, EncodedOps};
+use crate::{Op, OpId, OpIter, ReplicaId, Snapshot, Storage, StorageError, VersionVector};
 
 pub use self::power_loss::PowerLossDisk;
 
@@ -282,14 +283,42 @@ impl RedbStorage {
         for op in ops {
             let start = encoded.len();
             codec::encode_op_into(op, &mut encoded);
-            let bytes = encoded.len() - start;
-            if bytes > codec::MAX_OP_BYTES {
-                return Err(StorageError::OpTooLarge { id: op.id, bytes });
-            }
-            keyed.push((format::key(op.id), encoded.len()));
+            keyed.push(Self::keyed(op.id, start, encoded.len())?);
         }
+        self.submit_ops(keyed, encoded)
+    }
+
+    /// [`RedbStorage::append_shared`] for ops a peer sent as bytes (what
+    /// [`Storage::append_encoded`] does): their bytes are stored as they are (with the version
+    /// byte of an encoded op before each), no op decoded or encoded.
+    pub fn append_encoded_shared(&self, ops: &EncodedOps) -> Result<(), StorageError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut encoded = Vec::with_capacity(ops.as_bytes().len() + ops.len());
+        let mut keyed = Vec::with_capacity(ops.len());
+        for op in ops.iter() {
+            let start = encoded.len();
+            encoded.push(codec::FORMAT_VERSION);
+            encoded.extend_from_slice(op.body());
+            keyed.push(Self::keyed(op.id(), start, encoded.len())?);
+        }
+        self.submit_ops(keyed, encoded)
+    }
+
+    /// An op's key and the end of its encoding, `start..end` of a batch; an op too large to
+    /// read back is refused.
+    fn keyed(id: OpId, start: usize, end: usize) -> Result<(u128, usize), StorageError> {
+        let bytes = end - start;
+        if bytes > codec::MAX_OP_BYTES {
+            return Err(StorageError::OpTooLarge { id, bytes });
+        }
+        Ok((format::key(id), end))
+    }
+
+    fn submit_ops(&self, ops: Vec<(u128, usize)>, encoded: Vec<u8>) -> Result<(), StorageError> {
         self.inner.core.submit(Batch {
-            ops: keyed,
+            ops,
             encoded,
             ..Batch::default()
         })
@@ -369,6 +398,10 @@ impl Storage for RedbStorage {
 
     fn append(&mut self, ops: &[Op]) -> Result<(), StorageError> {
         self.append_shared(ops)
+    }
+
+    fn append_encoded(&mut self, ops: &EncodedOps) -> Result<(), StorageError> {
+        self.append_encoded_shared(ops)
     }
 
     fn contains(&self, id: OpId) -> Result<bool, StorageError> {
