@@ -535,19 +535,56 @@ fn every_shape() -> Vec<Op> {
         },
         Payload::Create,
     ]);
-    payloads
+    let mut ops: Vec<Op> = payloads
         .into_iter()
         .map(|payload| Op {
             payload,
             ..sample()
         })
-        .collect()
+        .collect();
+    // The largest values of each width, and names whose lengths take two bytes.
+    ops.extend([
+        Op {
+            schema_version: u32::MAX,
+            collection: "c".repeat(200),
+            payload: Payload::Counter {
+                positive: u64::MAX,
+                negative: 1 << 63,
+            },
+            ..sample()
+        },
+        Op {
+            key: "k".repeat(16_384),
+            payload: Payload::Write(Value::Int(i64::MIN)),
+            ..sample()
+        },
+        Op {
+            payload: Payload::SeqDelete {
+                ranges: vec![(e(u64::MAX, u64::MAX), i64::MAX as u64)],
+            },
+            ..sample()
+        },
+    ]);
+    ops
 }
 
 #[test]
 fn every_one_byte_change_of_every_shape_is_accepted_exactly_when_canonical() {
     for op in every_shape() {
         let batch = encode_ops(std::slice::from_ref(&op));
+        // Each byte made to say "more follows", with a zero byte after it: wherever a
+        // one-byte varint ends, an over-long form of the same value.
+        for i in 0..batch.len() {
+            let mut bytes = batch.clone();
+            bytes[i] |= 0x80;
+            bytes.insert(i + 1, 0);
+            if let Err(e) = check_encoded(&bytes) {
+                panic!("{}: 00 after byte {i}: {e}", op.id);
+            }
+        }
+        if op.key.len() > 1000 {
+            continue; // the longest op: its lengths are checked, not its every byte
+        }
         for i in 0..batch.len() {
             for b in 0..=255u8 {
                 let mut bytes = batch.clone();

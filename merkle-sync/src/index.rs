@@ -1,6 +1,6 @@
 //! The Merkle index over a log's op ids, one tree per collection, and sync scopes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -293,8 +293,11 @@ impl Index {
     /// Indexes the op `id` of `collection` with its digest ([`op_digest`]). Returns false if it
     /// was already indexed.
     pub fn insert(&mut self, collection: &str, id: OpId, digest: Digest) -> bool {
-        let c = self.collection_mut(collection);
         let key = id.to_bytes();
+        if self.held_elsewhere(collection, &key) {
+            return false;
+        }
+        let c = self.collection_mut(collection);
         if !c.trie.insert(key, digest.0, true) {
             return false;
         }
@@ -316,6 +319,9 @@ impl Index {
     /// digests are brought up to date once at the end, hashing each changed inner node once,
     /// so a batch of k ops costs about k hashes where they are adjacent in id order and at
     /// most k · depth where they are scattered. Returns how many were new.
+    ///
+    /// An id is one op: given twice, or already indexed in another collection (a forged or
+    /// broken op), it stays where it was first indexed, as a log keeps the first op of an id.
     pub fn extend<'a>(
         &mut self,
         entries: impl IntoIterator<Item = (&'a str, OpId, Digest)>,
@@ -323,8 +329,14 @@ impl Index {
         // Per collection, sorted, so each trie takes its batch with overlapped walks.
         let mut batches: Vec<(&'a str, Vec<(Key, crate::trie::Hash)>)> = Vec::new();
         let mut position: BTreeMap<&'a str, usize> = BTreeMap::new();
+        // Once the batch spans two collections, which batch each id went to first: an id is
+        // one op, indexed in one collection, as a log keeps the first op of an id.
+        let mut owner: Option<HashMap<Key, usize>> = None;
         for (collection, id, digest) in entries {
-            let entry = (id.to_bytes(), digest.0);
+            let key = id.to_bytes();
+            if self.held_elsewhere(collection, &key) {
+                continue;
+            }
             // Ops of one collection usually come together: try the last batch first.
             let at = match batches.last() {
                 Some((c, _)) if *c == collection => batches.len() - 1,
@@ -333,7 +345,14 @@ impl Index {
                     batches.len() - 1
                 }),
             };
-            batches[at].1.push(entry);
+            if batches.len() > 1 {
+                let owner =
+                    owner.get_or_insert_with(|| batches[0].1.iter().map(|e| (e.0, 0)).collect());
+                if *owner.entry(key).or_insert(at) != at {
+                    continue;
+                }
+            }
+            batches[at].1.push((key, digest.0));
         }
         let mut added = 0;
         for (collection, mut batch) in batches {
@@ -487,6 +506,14 @@ impl Index {
                 .iter()
                 .map(|&(name, id, digest)| (names[name].as_str(), id, digest)),
         ))
+    }
+
+    /// Whether a collection other than `collection` holds the id `key`: a second op with one
+    /// id (a forgery, or a broken peer) that the log does not keep either.
+    fn held_elsewhere(&self, collection: &str, key: &Key) -> bool {
+        self.collections
+            .iter()
+            .any(|(name, c)| name != collection && c.trie.contains(key))
     }
 
     fn collection_mut(&mut self, collection: &str) -> &mut CollectionIndex {
@@ -985,6 +1012,49 @@ mod tests {
                     "the sketch grew"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn an_id_in_a_second_collection_is_not_indexed_again() {
+        use crdt_core::{MemoryStorage, Storage};
+        let scope = Scope::new(["a", "b"]);
+        let ops: Vec<Op> = (0..40u64).map(|i| op("a", 10 + i, 1)).collect();
+        // The same ids in "b": a peer that forged them, in the batch and after it.
+        let forged = |o: &Op| Op {
+            collection: "b".into(),
+            ..o.clone()
+        };
+        let mut batch = ops[..20].to_vec();
+        batch.insert(5, forged(&ops[30]));
+        batch.push(forged(&ops[3]));
+        batch.extend(ops[20..].iter().cloned());
+        let later: Vec<Op> = ops.iter().step_by(7).map(forged).collect();
+        let mut store = MemoryStorage::new();
+        let mut encoded = Index::new();
+        let mut decoded = Index::new();
+        let mut single = Index::new();
+        for b in [&batch, &later] {
+            store.append(b).unwrap();
+            encoded.insert_encoded(&EncodedOps::from_ops(b).unwrap());
+            decoded.insert_ops(b);
+            for o in b.iter() {
+                single.insert_op(o);
+            }
+        }
+        // The store kept the first op of each id; every index must hold just those.
+        let kept: Vec<Op> = store.scan().map(Result::unwrap).collect();
+        assert_eq!(kept.len(), 40);
+        let fresh = Index::from_ops(&kept);
+        for index in [&encoded, &decoded, &single] {
+            assert_eq!(index.len(), 40);
+            assert_eq!(index.root(&scope), fresh.root(&scope));
+            assert!(
+                index.contains("b", ops[30].id),
+                "the first copy of 30 is in b"
+            );
+            assert!(!index.contains("a", ops[30].id));
+            assert!(!index.contains("b", ops[3].id));
         }
     }
 

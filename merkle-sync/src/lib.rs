@@ -103,7 +103,7 @@
 //! ([`Event::Ops`], a [`crdt_core::codec::EncodedOps`] checked to be the one encoding of its
 //! ops): a replica decodes them to apply them, while a peer that only stores and forwards
 //! ops appends and indexes the bytes as they are (`Storage::append_encoded`,
-//! [`Index::insert_encoded`]) and never decodes one.
+//! [`Index::insert_encoded`]) and, with a store that keeps ops encoded, never decodes one.
 
 #![warn(missing_docs)]
 

@@ -94,7 +94,11 @@ pub enum Event {
     /// decodes them ([`EncodedOps::to_ops`], then `Replica::apply_remote`) and indexes what it
     /// applied ([`Index::insert_from`] or [`Index::insert_ops`]); a peer that only stores and
     /// forwards ops appends the bytes as they are (`Storage::append_encoded`) and indexes
-    /// them so ([`Index::insert_encoded`]), never decoding an op.
+    /// them so ([`Index::insert_encoded`]), never decoding an op with either of crdt-core's
+    /// stores. That path skips what `Replica::apply_remote` checks (the schema, clock drift,
+    /// causal order): it keeps whatever a peer in scope sends, as a relay does. Both keep the
+    /// first op of an id, so a second op with a held id (in another collection, say) is
+    /// neither stored nor indexed.
     Ops(EncodedOps),
     /// Both sides hold the same ops in scope (as far as this side knows). The session keeps
     /// answering the peer until it is dropped.

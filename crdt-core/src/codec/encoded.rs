@@ -17,10 +17,11 @@ use crate::{Op, OpId};
 /// A batch of ops as bytes ([`encode_ops`](super::encode_ops)'s), each op's extent, id and
 /// collection found and its encoding checked to be canonical, none of them decoded.
 ///
-/// What a sync session hands over from the wire: a store that keeps ops encoded appends the
-/// bytes as they are ([`Storage::append_encoded`](crate::Storage::append_encoded)) and an
-/// index hashes them, so a relay or a backup peer that never materializes state never
-/// decodes an op. [`EncodedOps::to_ops`] decodes them for a replica that applies them.
+/// What a sync session hands over from the wire: a store that keeps ops encoded (both of this
+/// crate's do) appends the bytes as they are
+/// ([`Storage::append_encoded`](crate::Storage::append_encoded)) and an index hashes them, so
+/// a relay or a backup peer that never materializes state never decodes an op.
+/// [`EncodedOps::to_ops`] decodes them for a replica that applies them.
 #[derive(Clone)]
 pub struct EncodedOps {
     /// The batch: version byte, count, then each op's postcard.
