@@ -123,6 +123,38 @@ fn ops_appended_as_bytes_are_stored_as_appended_ops_are() {
     }
 }
 
+#[test]
+fn a_second_op_with_a_stored_id_leaves_the_first_in_place() {
+    let dir = TempDir::new("forged");
+    let path = dir.file("s.redb");
+    let written = ops(1_000, 7, 10);
+    let forged: Vec<Op> = written
+        .iter()
+        .map(|op| Op {
+            payload: Payload::Write(Value::String("forged".into())),
+            ..op.clone()
+        })
+        .collect();
+    let mut memory = MemoryStorage::new();
+    {
+        let mut store = RedbStorage::open(&path).unwrap();
+        for s in [&mut store as &mut dyn Storage, &mut memory] {
+            s.append(&written).unwrap();
+            s.append(&forged[..5]).unwrap();
+            let bytes = crdt_core::codec::EncodedOps::from_ops(&forged[5..]).unwrap();
+            s.append_encoded(&bytes).unwrap();
+        }
+        assert_eq!(all(&store), written, "before reopening");
+    }
+    let store = RedbStorage::open(&path).unwrap();
+    assert_eq!(all(&store), written);
+    assert_eq!(store.append_position().unwrap(), 10);
+    assert_eq!(
+        memory.scan().collect::<Result<Vec<_>, _>>().unwrap(),
+        written
+    );
+}
+
 /// `ids` read through `get_encoded_each`, with the reads stopped after `stop` ids (when some).
 fn read_each(
     store: &dyn Storage,

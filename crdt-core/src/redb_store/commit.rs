@@ -240,8 +240,16 @@ impl Committer {
                 for &(key, end) in &batch.ops {
                     let bytes = &batch.encoded[start..end];
                     start = end;
-                    let stored = ops.insert(key, bytes).map_err(backend)?;
-                    if stored.is_some() {
+                    // Held already: the first op of an id stays, as `append` promises (a second
+                    // op with its id is a forgery or a broken peer's).
+                    let replaced = ops
+                        .insert(key, bytes)
+                        .map_err(backend)?
+                        .map(|old| (old.value() != bytes).then(|| old.value().to_vec()));
+                    if let Some(replaced) = replaced {
+                        if let Some(old) = replaced {
+                            ops.insert(key, old.as_slice()).map_err(backend)?;
+                        }
                         continue;
                     }
                     if max.is_some_and(|m| key < m) {
