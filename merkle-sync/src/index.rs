@@ -93,6 +93,42 @@ fn hash_back_to_back(buf: &[u8], ends: &[usize], digests: &mut Vec<[u8; 32]>) {
     batch_hash::hash_many(&inputs, digests);
 }
 
+/// Encodings of ops (the version byte, then an op's postcard bytes as a log stores them or a
+/// peer sent them) laid back to back, whose leaf digests are computed [`DIGEST_BATCH`] at a
+/// time into the entries they were pushed with.
+#[derive(Default)]
+struct Leaves {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    digests: Vec<[u8; 32]>,
+    /// Entries before this one have their digests.
+    hashed: usize,
+}
+
+impl Leaves {
+    /// Pushes the entry of an op whose postcard bytes are `body`, its digest to come.
+    fn push<T>(&mut self, entries: &mut Vec<(T, OpId, Digest)>, of: T, id: OpId, body: &[u8]) {
+        entries.push((of, id, Digest([0; 32])));
+        self.buf.push(crdt_core::codec::FORMAT_VERSION);
+        self.buf.extend_from_slice(body);
+        self.ends.push(self.buf.len());
+        if self.ends.len() == DIGEST_BATCH {
+            self.finish(entries);
+        }
+    }
+
+    /// Gives the entries pushed so far their digests.
+    fn finish<T>(&mut self, entries: &mut [(T, OpId, Digest)]) {
+        hash_back_to_back(&self.buf, &self.ends, &mut self.digests);
+        for (entry, d) in entries[self.hashed..].iter_mut().zip(&self.digests) {
+            entry.2 = Digest(*d);
+        }
+        self.hashed = entries.len();
+        self.buf.clear();
+        self.ends.clear();
+    }
+}
+
 /// The collections a session may exchange: nothing outside is offered, not even an id or a
 /// digest that covers it. Sorted and without duplicates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -294,7 +330,7 @@ impl Index {
     /// was already indexed.
     pub fn insert(&mut self, collection: &str, id: OpId, digest: Digest) -> bool {
         let key = id.to_bytes();
-        if self.held_elsewhere(collection, &key) {
+        if self.held_elsewhere(collection, id) {
             return false;
         }
         let c = self.collection_mut(collection);
@@ -334,9 +370,6 @@ impl Index {
         let mut owner: Option<HashMap<Key, usize>> = None;
         for (collection, id, digest) in entries {
             let key = id.to_bytes();
-            if self.held_elsewhere(collection, &key) {
-                continue;
-            }
             // Ops of one collection usually come together: try the last batch first.
             let at = match batches.last() {
                 Some((c, _)) if *c == collection => batches.len() - 1,
@@ -354,11 +387,15 @@ impl Index {
             }
             batches[at].1.push((key, digest.0));
         }
-        let mut added = 0;
-        for (collection, mut batch) in batches {
+        for (collection, batch) in &mut batches {
             // Stable, so that of an id given twice the first digest wins, as in `insert`.
             batch.sort_by_key(|a| a.0);
             batch.dedup_by(|a, b| a.0 == b.0);
+            // Against the index as it was before the batch.
+            self.drop_held_elsewhere(collection, batch);
+        }
+        let mut added = 0;
+        for (collection, batch) in batches {
             let c = self.collection_mut(collection);
             let CollectionIndex {
                 trie,
@@ -398,27 +435,11 @@ impl Index {
     /// of [`op_digest`]). Returns how many were new.
     pub fn insert_encoded(&mut self, ops: &EncodedOps) -> u64 {
         let mut entries: Vec<(&str, OpId, Digest)> = Vec::with_capacity(ops.len());
-        let (mut buf, mut ends, mut digests) = (Vec::new(), Vec::new(), Vec::new());
-        let mut batch = ops.iter();
-        loop {
-            let block = batch.by_ref().take(DIGEST_BATCH);
-            let start = entries.len();
-            buf.clear();
-            ends.clear();
-            for op in block {
-                buf.push(crdt_core::codec::FORMAT_VERSION);
-                buf.extend_from_slice(op.body());
-                ends.push(buf.len());
-                entries.push((op.collection(), op.id(), Digest([0; 32])));
-            }
-            if ends.is_empty() {
-                break;
-            }
-            hash_back_to_back(&buf, &ends, &mut digests);
-            for (entry, d) in entries[start..].iter_mut().zip(&digests) {
-                entry.2 = Digest(*d);
-            }
+        let mut leaves = Leaves::default();
+        for op in ops.iter() {
+            leaves.push(&mut entries, op.collection(), op.id(), op.body());
         }
+        leaves.finish(&mut entries);
         self.extend(entries)
     }
 
@@ -444,21 +465,7 @@ impl Index {
         let mut numbers: BTreeMap<String, usize> = BTreeMap::new();
         let mut last = None;
         let mut entries: Vec<(usize, OpId, Digest)> = Vec::with_capacity(ids.len());
-        // A block of encodings (version byte and stored bytes), hashed DIGEST_BATCH at a time.
-        let mut block: Vec<(usize, OpId)> = Vec::with_capacity(DIGEST_BATCH);
-        let (mut buf, mut ends, mut digests) = (Vec::new(), Vec::new(), Vec::new());
-        let mut flush =
-            |block: &mut Vec<(usize, OpId)>, buf: &mut Vec<u8>, ends: &mut Vec<usize>| {
-                hash_back_to_back(buf, ends, &mut digests);
-                entries.extend(
-                    block
-                        .drain(..)
-                        .zip(&digests)
-                        .map(|((name, id), d)| (name, id, Digest(*d))),
-                );
-                buf.clear();
-                ends.clear();
-            };
+        let mut leaves = Leaves::default();
         let mut failed = None;
         let fail = |id: OpId, why: Box<dyn std::error::Error + Send + Sync>| SourceError {
             id,
@@ -488,19 +495,13 @@ impl Index {
                 }),
             };
             last = Some(name);
-            block.push((name, id));
-            buf.push(crdt_core::codec::FORMAT_VERSION);
-            buf.extend_from_slice(&bytes);
-            ends.push(buf.len());
-            if block.len() == DIGEST_BATCH {
-                flush(&mut block, &mut buf, &mut ends);
-            }
+            leaves.push(&mut entries, name, id, &bytes);
             true
         })?;
         if let Some(e) = failed {
             return Err(e);
         }
-        flush(&mut block, &mut buf, &mut ends);
+        leaves.finish(&mut entries);
         Ok(self.extend(
             entries
                 .iter()
@@ -508,12 +509,35 @@ impl Index {
         ))
     }
 
-    /// Whether a collection other than `collection` holds the id `key`: a second op with one
-    /// id (a forgery, or a broken peer) that the log does not keep either.
-    fn held_elsewhere(&self, collection: &str, key: &Key) -> bool {
-        self.collections
-            .iter()
-            .any(|(name, c)| name != collection && c.trie.contains(key))
+    /// Whether a collection other than `collection` holds `id`: a second op with one id (a
+    /// forgery, or a broken peer) that the log does not keep either. Only a collection whose
+    /// frontier covers the id can hold it, which a new local write never is.
+    fn held_elsewhere(&self, collection: &str, id: OpId) -> bool {
+        self.collections.iter().any(|(name, c)| {
+            name != collection && c.frontier.covers(id) && c.trie.contains(&id.to_bytes())
+        })
+    }
+
+    /// Drops from `batch` (sorted keys of `collection`) the ids another collection holds, as
+    /// [`Index::held_elsewhere`] for each, but looking up only the keys up to each other
+    /// collection's largest: none, for a batch that extends the log at its tail.
+    fn drop_held_elsewhere(&self, collection: &str, batch: &mut Vec<(Key, crate::trie::Hash)>) {
+        for (name, c) in &self.collections {
+            let Some(last) = c.trie.last().filter(|_| name != collection) else {
+                continue;
+            };
+            let n = batch.partition_point(|e| e.0 <= *last);
+            if n == 0 {
+                continue;
+            }
+            let keys: Vec<Key> = batch[..n].iter().map(|e| e.0).collect();
+            let held = c.trie.contains_many(&keys);
+            let mut i = 0;
+            batch.retain(|_| {
+                i += 1;
+                !held.get(i - 1).copied().unwrap_or(false)
+            });
+        }
     }
 
     fn collection_mut(&mut self, collection: &str) -> &mut CollectionIndex {

@@ -215,6 +215,11 @@ impl Trie {
         out
     }
 
+    /// The largest key held: the walk that takes the 1 side at every split.
+    pub(crate) fn last(&self) -> Option<&Key> {
+        (self.root != NONE).then(|| self.key_of(self.closest(&[0xff; 16])))
+    }
+
     /// Whether `key` is held.
     pub(crate) fn contains(&self, key: &Key) -> bool {
         self.root != NONE && self.key_of(self.closest(key)) == key
