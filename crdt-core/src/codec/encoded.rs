@@ -36,8 +36,7 @@ struct Entry {
     /// The op's postcard, `start..end` of the batch.
     start: u32,
     end: u32,
-    /// Where its collection's UTF-8 starts (its length is the byte before, for a name under
-    /// 128 bytes, so it is kept too).
+    /// Where its collection's UTF-8 lies, `collection..collection + collection_len`.
     collection: u32,
     collection_len: u32,
 }
