@@ -1,0 +1,323 @@
+//! The index's unit tests: batches against single inserts, sketch caches, indexing from a
+//! log, and ids given in two collections.
+
+use super::*;
+use crdt_core::{Payload, Value};
+
+fn op(collection: &str, ms: u64, replica: u64) -> Op {
+    Op {
+        id: OpId::new(
+            Timestamp::new(ms, 0).expect("in range"),
+            ReplicaId::new(replica),
+        ),
+        schema_version: 1,
+        collection: collection.into(),
+        key: format!("k{ms}"),
+        field: "f".into(),
+        deps: vec![],
+        payload: Payload::Write(Value::Int(ms as i64)),
+    }
+}
+
+#[test]
+fn sketches_past_the_cache_match_a_fresh_sketch_in_few_walks() {
+    // Two collections of different sizes (caches of 1024 and 64 symbols), a cut that
+    // leaves some ops of each above it, and requests that cross the cache's end, then
+    // creep past it one symbol at a time, as a hostile peer's chunks would.
+    let ops: Vec<Op> = (0..10_000u64)
+        .map(|i| op(if i % 10 == 0 { "b" } else { "a" }, 10 + i, 1 + i % 3))
+        .collect();
+    let index = Index::from_ops(&ops);
+    let scope = Scope::new(["a", "b"]);
+    let mut cut = VersionVector::new();
+    for r in 1..=3 {
+        cut.observe(OpId::new(
+            Timestamp::new(9_500, 0).unwrap(),
+            ReplicaId::new(r),
+        ));
+    }
+    let covered: Vec<Key> = ops
+        .iter()
+        .filter(|o| cut.covers(o.id))
+        .map(|o| o.id.to_bytes())
+        .collect();
+    assert!(covered.len() < ops.len() && covered.len() > 9_000);
+    let fresh = |start: u64, len: usize| {
+        let mut out = vec![Symbol::default(); len];
+        for k in &covered {
+            sketch::add_item(&mut out, start, k, 1);
+        }
+        out
+    };
+    let mut local = index.local_sketch(&scope, &cut);
+    assert_eq!(index.collections["a"].cached_sketch().len(), 1024);
+    assert_eq!(index.collections["b"].cached_sketch().len(), 64);
+    for (start, len) in [(0, 100), (1000, 100), (100, 3000)] {
+        let got = index.sketch(&scope, &mut local, start, len, 1 << 20);
+        assert_eq!(got, fresh(start, len), "{start}+{len}");
+    }
+    let walks = local.walks;
+    for start in 3100..3400 {
+        let got = index.sketch(&scope, &mut local, start, 1, 1 << 20);
+        assert_eq!(got, fresh(start, 1), "{start}");
+    }
+    // The tail starts at the shorter cache ("b": 64) and each request past its end at
+    // least doubled that end: three walks for three requests (to 128, 1100 and 3100),
+    // then 300 one-symbol requests cost one walk (to 6200), not 300.
+    assert_eq!(local.floor, 64);
+    assert_eq!(walks, 3);
+    assert_eq!(local.walks, walks + 1);
+    // Never past the budget, unless a request itself goes further.
+    let mut local = index.local_sketch(&scope, &cut);
+    let got = index.sketch(&scope, &mut local, 5000, 10, 5010);
+    assert_eq!(got, fresh(5000, 10));
+    assert_eq!(local.tail.len(), 5010 - 64);
+}
+
+#[test]
+fn a_sketch_keeps_at_most_its_budget_whatever_the_collections() {
+    // A peer asking for the last symbol of the budget, over 40 small collections: one
+    // tail of the scope's sum, not one per collection.
+    let names: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+    let ops: Vec<Op> = (0..400u64)
+        .map(|i| op(&names[(i % 40) as usize], 10 + i, 1))
+        .collect();
+    let index = Index::from_ops(&ops);
+    let scope = Scope::new(names.iter().map(String::as_str));
+    let mut local = index.local_sketch(&scope, &index.frontier(&scope));
+    let budget = 1 << 16;
+    let got = index.sketch(&scope, &mut local, budget - 1, 1, budget);
+    let mut want = vec![Symbol::default(); 1];
+    for o in &ops {
+        sketch::add_item(&mut want, budget - 1, &o.id.to_bytes(), 1);
+    }
+    assert_eq!(got, want);
+    assert_eq!(local.tail.len() as u64, budget - local.floor);
+    assert_eq!(local.walks, 1);
+}
+
+#[test]
+fn indexing_from_the_log_matches_indexing_the_ops() {
+    use crdt_core::{MemoryStorage, Storage};
+    // Three collections, interleaved; ids given out of order, with repeats, to an index
+    // that already holds some of them.
+    let ops: Vec<Op> = (0..3000u64)
+        .map(|i| op(["a", "b", "c"][(i * 7 % 3) as usize], 10 + i, 1 + i % 4))
+        .collect();
+    let mut store = MemoryStorage::new();
+    store.append(&ops).unwrap();
+    let log: BTreeMap<OpId, Op> = ops.iter().map(|o| (o.id, o.clone())).collect();
+    let scope = Scope::new(["a", "b", "c"]);
+    let mut ids: Vec<OpId> = ops.iter().map(|o| o.id).rev().collect();
+    ids.extend(ops[100..200].iter().map(|o| o.id));
+    let want = Index::from_ops(&ops);
+    for from_store in [true, false] {
+        // Built caches, at a target (64: 1,000 ops a collection at the end) that the batch
+        // keeps, so that `insert_from` must bring them up to date in place, although the
+        // batch also names ids the index holds.
+        let mut index = Index::from_ops(&ops[..700]);
+        index.warm_sketches();
+        let added = if from_store {
+            index
+                .insert_from(&crate::StorageSource(&store), &ids)
+                .unwrap()
+        } else {
+            index.insert_from(&log, &ids).unwrap()
+        };
+        assert_eq!(added, 2300);
+        assert_eq!(index.len(), 3000);
+        assert_eq!(index.root(&scope), want.root(&scope));
+        assert_eq!(index.frontier(&scope), want.frontier(&scope));
+        for name in ["a", "b", "c"] {
+            assert_eq!(
+                index.collections[name].sketch.get().map(Vec::as_slice),
+                Some(want.collections[name].cached_sketch())
+            );
+        }
+        assert_eq!(index.check_sketch_caches(), Ok(()));
+    }
+    // An id the log lacks: an error naming it, and nothing indexed.
+    let stranger = op("a", 99_999, 1);
+    let mut index = Index::from_ops(&ops[..10]);
+    let err = index
+        .insert_from(&crate::StorageSource(&store), &[ops[20].id, stranger.id])
+        .unwrap_err();
+    assert_eq!(err.id, stranger.id);
+    assert_eq!(index.len(), 10);
+    assert_eq!(index.root(&scope), Index::from_ops(&ops[..10]).root(&scope));
+}
+
+/// A log that lends, for one id, the bytes of another op.
+struct Mixed<'a>(&'a BTreeMap<OpId, Op>, OpId, OpId);
+
+impl crate::OpSource for Mixed<'_> {
+    fn op(&self, id: OpId) -> Result<Option<Op>, SourceError> {
+        self.0.op(if id == self.1 { self.2 } else { id })
+    }
+}
+
+#[test]
+fn indexing_from_a_log_that_lends_the_wrong_bytes_is_an_error() {
+    let ops: Vec<Op> = (0..50u64).map(|i| op("a", 10 + i, 1)).collect();
+    let log: BTreeMap<OpId, Op> = ops.iter().map(|o| (o.id, o.clone())).collect();
+    let mut index = Index::new();
+    let ids: Vec<OpId> = ops.iter().map(|o| o.id).collect();
+    let err = index
+        .insert_from(&Mixed(&log, ops[7].id, ops[8].id), &ids)
+        .unwrap_err();
+    assert_eq!(err.id, ops[7].id);
+    assert!(err.to_string().contains(&ops[8].id.to_string()), "{err}");
+    assert!(index.is_empty());
+}
+
+#[test]
+fn batches_index_like_single_inserts() {
+    // Enough ops for the cached sketch to grow (dropped, then rebuilt) inside a batch.
+    // The caches are asked for all along, so that between growths inserts keep them up
+    // to date in place; at the end they must be what a fresh build gives.
+    let ops: Vec<Op> = (0..5000u64)
+        .map(|i| {
+            op(
+                ["a", "b"][(i % 3 == 0) as usize],
+                10 + i * 7919 % 5000,
+                i % 4,
+            )
+        })
+        .collect();
+    let scope = Scope::new(["a", "b"]);
+    let mut one = Index::new();
+    for (i, op) in ops.iter().enumerate() {
+        assert!(one.insert_op(op));
+        if i % 97 == 0 {
+            one.warm_sketches();
+        }
+    }
+    let mut batched = Index::from_ops(&ops[..700]);
+    batched.warm_sketches();
+    for chunk in ops[300..].chunks(613) {
+        batched.insert_ops(chunk);
+        batched.warm_sketches();
+    }
+    assert_eq!(batched.insert_ops(&ops[..10]), 0);
+    // From the bytes a peer sends, in batches larger than a block of digests.
+    let mut encoded = Index::from_ops(&ops[..700]);
+    encoded.warm_sketches();
+    let mut added = 0;
+    for chunk in ops[300..].chunks(1500) {
+        let batch = EncodedOps::from_ops(chunk).unwrap();
+        added += encoded.insert_encoded(&batch);
+        encoded.warm_sketches();
+    }
+    assert_eq!(added, 4300);
+    let batch = EncodedOps::from_ops(&ops[..10]).unwrap();
+    assert_eq!(encoded.insert_encoded(&batch), 0);
+    let fresh = Index::from_ops(&ops);
+    for index in [&batched, &one, &encoded] {
+        assert_eq!(index.len(), 5000);
+        assert_eq!(index.root(&scope), fresh.root(&scope));
+        assert_eq!(index.frontier(&scope), fresh.frontier(&scope));
+        for name in ["a", "b"] {
+            let (c, f) = (&index.collections[name], &fresh.collections[name]);
+            assert_eq!(c.sketch.get().map(Vec::as_slice), Some(f.cached_sketch()));
+            assert!(
+                c.sketch.get().is_some_and(|s| s.len() > 64),
+                "the sketch grew"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_id_in_a_second_collection_is_not_indexed_again() {
+    use crdt_core::{MemoryStorage, Storage};
+    let scope = Scope::new(["a", "b"]);
+    let ops: Vec<Op> = (0..40u64).map(|i| op("a", 10 + i, 1)).collect();
+    // The same ids in "b": a peer that forged them, in the batch and after it.
+    let forged = |o: &Op| Op {
+        collection: "b".into(),
+        ..o.clone()
+    };
+    let mut batch = ops[..20].to_vec();
+    batch.insert(5, forged(&ops[30]));
+    batch.push(forged(&ops[3]));
+    batch.extend(ops[20..].iter().cloned());
+    let later: Vec<Op> = ops.iter().step_by(7).map(forged).collect();
+    let mut store = MemoryStorage::new();
+    let mut encoded = Index::new();
+    let mut decoded = Index::new();
+    let mut single = Index::new();
+    for b in [&batch, &later] {
+        store.append(b).unwrap();
+        encoded.insert_encoded(&EncodedOps::from_ops(b).unwrap());
+        decoded.insert_ops(b);
+        for o in b.iter() {
+            single.insert_op(o);
+        }
+    }
+    // The store kept the first op of each id; every index must hold just those.
+    let kept: Vec<Op> = store.scan().map(Result::unwrap).collect();
+    assert_eq!(kept.len(), 40);
+    let fresh = Index::from_ops(&kept);
+    for index in [&encoded, &decoded, &single] {
+        assert_eq!(index.len(), 40);
+        assert_eq!(index.root(&scope), fresh.root(&scope));
+        assert!(
+            index.contains("b", ops[30].id),
+            "the first copy of 30 is in b"
+        );
+        assert!(!index.contains("a", ops[30].id));
+        assert!(!index.contains("b", ops[3].id));
+    }
+}
+
+#[test]
+fn the_sketch_cache_is_built_only_when_a_sketch_needs_it() {
+    let ops: Vec<Op> = (0..3000u64)
+        .map(|i| op(["a", "b"][(i % 4 == 0) as usize], 10 + i, 1 + i % 3))
+        .collect();
+    let cached = |index: &Index, name: &str| index.collections[name].sketch.get().cloned();
+    // Bulk indexing and catching up build nothing.
+    let mut index = Index::from_ops(&ops[..1000]);
+    index.insert_ops(&ops[1000..2000]);
+    for name in ["a", "b"] {
+        assert_eq!(cached(&index, name), None, "{name}");
+    }
+    // A sketch over "a" builds "a"'s cache alone, from every key.
+    let scope = Scope::new(["a"]);
+    let cut = index.frontier(&scope);
+    let mut local = index.local_sketch(&scope, &cut);
+    let whole = Index::from_ops(&ops[..2000]);
+    assert_eq!(
+        cached(&index, "a").as_deref(),
+        Some(whole.collections["a"].cached_sketch())
+    );
+    assert_eq!(cached(&index, "b"), None);
+    let first = index.sketch(&scope, &mut local, 0, 40, 1 << 20);
+    let mut want = vec![Symbol::default(); 40];
+    for o in ops[..2000].iter().filter(|o| o.collection == "a") {
+        sketch::add_item(&mut want, 0, &o.id.to_bytes(), 1);
+    }
+    assert_eq!(first, want);
+    // Inserts that keep the target update the cache in place; it stays a fresh build's.
+    let target = cache_target(index.collections["a"].trie.len());
+    index.insert_ops(&ops[2000..2010]);
+    assert_eq!(cache_target(index.collections["a"].trie.len()), target);
+    let now = Index::from_ops(&ops[..2010]);
+    assert_eq!(
+        cached(&index, "a").as_deref(),
+        Some(now.collections["a"].cached_sketch())
+    );
+    // Growing past the target drops it; warming builds every collection's.
+    index.insert_ops(&ops[2010..]);
+    assert_ne!(cache_target(index.collections["a"].trie.len()), target);
+    assert_eq!(cached(&index, "a"), None);
+    index.warm_sketches();
+    let all = Index::from_ops(&ops);
+    for name in ["a", "b"] {
+        assert_eq!(
+            cached(&index, name).as_deref(),
+            Some(all.collections[name].cached_sketch()),
+            "{name}"
+        );
+    }
+}
