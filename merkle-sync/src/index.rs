@@ -1,6 +1,6 @@
 //! The Merkle index over a log's op ids, one tree per collection, and sync scopes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -365,9 +365,12 @@ impl Index {
         // Per collection, sorted, so each trie takes its batch with overlapped walks.
         let mut batches: Vec<(&'a str, Vec<(Key, crate::trie::Hash)>)> = Vec::new();
         let mut position: BTreeMap<&'a str, usize> = BTreeMap::new();
-        // Once the batch spans two collections, which batch each id went to first: an id is
-        // one op, indexed in one collection, as a log keeps the first op of an id.
-        let mut owner: Option<HashMap<Key, usize>> = None;
+        // Once a second collection comes, each entry's key and batch, in the order given.
+        // While keys only rise (as a peer sends them, and as a scan reads them) no id can be
+        // given twice, so `order` is not looked at.
+        let mut order: Vec<(Key, usize)> = Vec::new();
+        let mut rising = true;
+        let mut previous: Option<Key> = None;
         for (collection, id, digest) in entries {
             let key = id.to_bytes();
             // Ops of one collection usually come together: try the last batch first.
@@ -378,19 +381,26 @@ impl Index {
                     batches.len() - 1
                 }),
             };
+            rising &= previous.is_none_or(|p| p < key);
+            previous = Some(key);
             if batches.len() > 1 {
-                let owner =
-                    owner.get_or_insert_with(|| batches[0].1.iter().map(|e| (e.0, 0)).collect());
-                if *owner.entry(key).or_insert(at) != at {
-                    continue;
+                if order.is_empty() {
+                    // Until now every entry went to the first batch.
+                    order = batches[0].1.iter().map(|e| (e.0, 0)).collect();
                 }
+                order.push((key, at));
             }
             batches[at].1.push((key, digest.0));
         }
-        for (collection, batch) in &mut batches {
+        for (_, batch) in &mut batches {
             // Stable, so that of an id given twice the first digest wins, as in `insert`.
             batch.sort_by_key(|a| a.0);
             batch.dedup_by(|a, b| a.0 == b.0);
+        }
+        if !rising && batches.len() > 1 {
+            Self::drop_given_elsewhere(&mut batches, order);
+        }
+        for (collection, batch) in &mut batches {
             // Against the index as it was before the batch.
             self.drop_held_elsewhere(collection, batch);
         }
@@ -507,6 +517,36 @@ impl Index {
                 .iter()
                 .map(|&(name, id, digest)| (names[name].as_str(), id, digest)),
         ))
+    }
+
+    /// Drops from the batches (each sorted, without repeats) every id given before in another
+    /// batch: `order` holds each entry's key and batch as given. Stably sorted by key, the
+    /// entries of an id come in the order given, so the first names the batch that keeps it.
+    fn drop_given_elsewhere(
+        batches: &mut [(&str, Vec<(Key, crate::trie::Hash)>)],
+        mut order: Vec<(Key, usize)>,
+    ) {
+        order.sort_by_key(|e| e.0);
+        let mut drop: Vec<(usize, Key)> = order
+            .chunk_by(|a, b| a.0 == b.0)
+            .flat_map(|run| {
+                let first = run[0].1;
+                run.iter().filter(move |e| e.1 != first).map(|e| (e.1, e.0))
+            })
+            .collect();
+        if drop.is_empty() {
+            return;
+        }
+        drop.sort_unstable();
+        drop.dedup();
+        for (at, (_, batch)) in batches.iter_mut().enumerate() {
+            let lo = drop.partition_point(|d| d.0 < at);
+            let hi = drop.partition_point(|d| d.0 <= at);
+            let gone = &drop[lo..hi];
+            if !gone.is_empty() {
+                batch.retain(|e| gone.binary_search_by_key(&e.0, |d| d.1).is_err());
+            }
+        }
     }
 
     /// Whether a collection other than `collection` holds `id`: a second op with one id (a
