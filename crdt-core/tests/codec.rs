@@ -449,6 +449,59 @@ proptest! {
         prop_assert_eq!(made.as_bytes(), &bytes[..]);
     }
 
+    /// A batch keeps each collection name once where it can (see `Names` in
+    /// codec/encoded.rs): runs of up to 48 names, repeated and interleaved, some a prefix of
+    /// another, some empty or not ASCII, must each give their own name back; a byte of one
+    /// name made into bad UTF-8 (`0xff`), or into another letter, must be refused or read as
+    /// postcard reads it.
+    #[test]
+    fn batches_over_many_collections_give_each_op_its_own(
+        runs in prop::collection::vec((0usize..48, 1usize..4), 0..80),
+        corrupt in prop::option::of((any::<prop::sample::Index>(), prop::sample::select(vec![0xffu8, b'x', 0xc3]))),
+    ) {
+        let name = |n: usize| match n {
+            0 => String::new(),
+            1 => "é".to_owned(),
+            n => format!("c{n}"),
+        };
+        let mut ops = Vec::new();
+        for (n, len) in runs {
+            for _ in 0..len {
+                let mut op = sample();
+                op.id = OpId::new(
+                    Timestamp::new(1_795_316_400_000 + ops.len() as u64, 0).unwrap(),
+                    ReplicaId::new(1),
+                );
+                op.collection = name(n);
+                ops.push(op);
+            }
+        }
+        let mut bytes = encode_ops(&ops);
+        check_encoded(&bytes)?;
+        if let Some((which, b)) = corrupt {
+            // The collection's bytes follow the op's id (16 bytes), its one-byte schema
+            // version and its one-byte length.
+            let nonempty: Vec<usize> = ops
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| !op.collection.is_empty())
+                .map(|(i, _)| i)
+                .collect();
+            if !nonempty.is_empty() {
+                let i = nonempty[which.index(nonempty.len())];
+                let body = |op: &Op| encode_op(op).len() - 1;
+                let header = bytes.len() - ops.iter().map(body).sum::<usize>();
+                let at = header + ops[..i].iter().map(body).sum::<usize>() + 18;
+                prop_assert!(bytes[at..].starts_with(ops[i].collection.as_bytes()));
+                bytes[at] = b;
+                check_encoded(&bytes)?;
+                if b == 0xff {
+                    prop_assert!(EncodedOps::decode(&bytes).is_err(), "took a name that is not UTF-8");
+                }
+            }
+        }
+    }
+
     #[test]
     fn mutated_batches_are_accepted_exactly_when_canonical(
         ops in prop::collection::vec(arb_op(), 1..4),

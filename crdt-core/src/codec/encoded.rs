@@ -27,6 +27,9 @@ pub struct EncodedOps {
     /// The batch: version byte, count, then each op's postcard.
     bytes: Vec<u8>,
     ops: Vec<Entry>,
+    /// The collections the ops name, each checked once, so that [`EncodedOp::collection`]
+    /// costs no UTF-8 check; see [`Names`].
+    names: Vec<Box<str>>,
 }
 
 /// Where one op of an [`EncodedOps`] lies in its bytes.
@@ -36,9 +39,8 @@ struct Entry {
     /// The op's postcard, `start..end` of the batch.
     start: u32,
     end: u32,
-    /// Where its collection's UTF-8 lies, `collection..collection + collection_len`.
-    collection: u32,
-    collection_len: u32,
+    /// Its collection, in [`EncodedOps::names`].
+    name: u32,
 }
 
 /// One op of an [`EncodedOps`].
@@ -82,10 +84,11 @@ impl EncodedOps {
     /// (the count included) that is not in its shortest form ([`DecodeError::NotCanonical`]),
     /// so that every batch this accepts is the one encoding of its ops.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let ops = walk_batch(bytes)?;
+        let (ops, names) = walk_batch(bytes)?;
         Ok(Self {
             bytes: bytes.to_vec(),
             ops,
+            names,
         })
     }
 
@@ -94,8 +97,8 @@ impl EncodedOps {
     /// [`MAX_ENCODED_BYTES`](super::MAX_ENCODED_BYTES).
     pub fn from_ops(ops: &[Op]) -> Result<Self, DecodeError> {
         let bytes = super::encode_ops(ops);
-        let ops = walk_batch(&bytes)?;
-        Ok(Self { bytes, ops })
+        let (ops, names) = walk_batch(&bytes)?;
+        Ok(Self { bytes, ops, names })
     }
 
     /// The batch's bytes, as [`encode_ops`](super::encode_ops) writes them.
@@ -129,13 +132,10 @@ impl EncodedOps {
     }
 
     fn op(&self, e: &Entry) -> EncodedOp<'_> {
-        let at = |start: u32, end: u32| &self.bytes[start as usize..end as usize];
-        let name = at(e.collection, e.collection + e.collection_len);
         EncodedOp {
             id: e.id,
-            // Checked to be UTF-8 when the batch was decoded.
-            collection: core::str::from_utf8(name).unwrap_or_default(),
-            body: at(e.start, e.end),
+            collection: self.names.get(e.name as usize).map_or("", |n| n),
+            body: &self.bytes[e.start as usize..e.end as usize],
         }
     }
 }
@@ -146,6 +146,7 @@ impl Default for EncodedOps {
         Self {
             bytes: vec![super::FORMAT_VERSION, 0],
             ops: Vec::new(),
+            names: Vec::new(),
         }
     }
 }
@@ -170,7 +171,7 @@ impl fmt::Debug for EncodedOps {
 }
 
 /// Each op of a batch, checked; see [`EncodedOps::decode`].
-fn walk_batch(bytes: &[u8]) -> Result<Vec<Entry>, DecodeError> {
+fn walk_batch(bytes: &[u8]) -> Result<(Vec<Entry>, Vec<Box<str>>), DecodeError> {
     let body = check_header(bytes)?;
     // The version byte is all the header check took.
     let mut walk = Walk { bytes, pos: 1 };
@@ -178,13 +179,56 @@ fn walk_batch(bytes: &[u8]) -> Result<Vec<Entry>, DecodeError> {
     // Each op takes at least MIN_OP_BYTES, so the count cannot ask for more entries than the
     // bytes hold.
     let mut ops = Vec::with_capacity(count.min(body.len() / MIN_OP_BYTES));
+    let mut names = Names::default();
     for _ in 0..count {
-        ops.push(walk.op()?);
+        ops.push(walk.op(&mut names)?);
     }
     if walk.pos != bytes.len() {
         return Err(DecodeError::Trailing(bytes.len() - walk.pos));
     }
-    Ok(ops)
+    Ok((ops, names.names))
+}
+
+/// The collection names of a batch, as its walk meets them: a name equal to the one before
+/// (ops of one collection come together) or to one of the first [`Names::SEARCHED`] is not
+/// kept again, so a batch usually keeps each of its collections once. Past that a new run
+/// keeps its name again: a copy of bytes the batch holds, so never more than the batch.
+#[derive(Default)]
+struct Names {
+    names: Vec<Box<str>>,
+    last: u32,
+}
+
+impl Names {
+    /// Names searched for one that a new run repeats.
+    const SEARCHED: usize = 32;
+
+    /// The number of the collection whose bytes, at `at` of the batch, are `name`, kept if
+    /// new; bytes equal to a kept name are UTF-8 without a check.
+    #[inline]
+    fn number(&mut self, name: &[u8], at: usize) -> Step<u32> {
+        if self
+            .names
+            .get(self.last as usize)
+            .is_some_and(|n| n.as_bytes() == name)
+        {
+            return Ok(self.last);
+        }
+        let found = self.names[..self.names.len().min(Self::SEARCHED)]
+            .iter()
+            .position(|n| n.as_bytes() == name);
+        // At most one name an op, and a batch holds fewer than 2^32 ops.
+        self.last = match found {
+            Some(i) => i as u32,
+            None => {
+                let name = core::str::from_utf8(name)
+                    .map_err(|_| Bad::Malformed("a string that is not UTF-8", at))?;
+                self.names.push(name.into());
+                (self.names.len() - 1) as u32
+            }
+        };
+        Ok(self.last)
+    }
 }
 
 /// The fewest bytes an op takes: its id (16), then one byte each for the schema version, the
@@ -375,11 +419,13 @@ impl<'a> Walk<'a> {
     }
 
     /// One op, from its first byte.
-    fn op(&mut self) -> Step<Entry> {
+    fn op(&mut self, names: &mut Names) -> Step<Entry> {
         let start = self.pos;
         let id: [u8; 16] = self.take(16)?.try_into().unwrap_or_default();
         self.varint(u64::from(u32::MAX))?; // schema_version
-        let (collection, collection_len) = self.str()?;
+        let n = self.len()?;
+        let at = self.pos;
+        let name = names.number(self.take(n)?, at)?;
         self.str()?; // key
         self.str()?; // field
         self.seq(|w| w.take(16).map(drop))?; // deps
@@ -436,8 +482,7 @@ impl<'a> Walk<'a> {
             id: OpId::from_bytes(id),
             start: offset(start)?,
             end: offset(self.pos)?,
-            collection: offset(collection)?,
-            collection_len: offset(collection_len)?,
+            name,
         })
     }
 }
