@@ -106,6 +106,18 @@ struct Leaves {
 }
 
 impl Leaves {
+    /// Room for the first [`DIGEST_BATCH`] of `ops` ops that take `bytes` in all, so that
+    /// pushing them does not grow the buffer again and again.
+    fn for_batch(ops: usize, bytes: usize) -> Self {
+        let each = bytes / ops.max(1) + 1; // with the version byte
+        Self {
+            buf: Vec::with_capacity(each * ops.min(DIGEST_BATCH)),
+            ends: Vec::with_capacity(ops.min(DIGEST_BATCH)),
+            digests: Vec::new(),
+            hashed: 0,
+        }
+    }
+
     /// Pushes the entry of an op whose postcard bytes are `body`, its digest to come.
     fn push<T>(&mut self, entries: &mut Vec<(T, OpId, Digest)>, of: T, id: OpId, body: &[u8]) {
         entries.push((of, id, Digest([0; 32])));
@@ -445,7 +457,7 @@ impl Index {
     /// of [`op_digest`]). Returns how many were new.
     pub fn insert_encoded(&mut self, ops: &EncodedOps) -> u64 {
         let mut entries: Vec<(&str, OpId, Digest)> = Vec::with_capacity(ops.len());
-        let mut leaves = Leaves::default();
+        let mut leaves = Leaves::for_batch(ops.len(), ops.as_bytes().len());
         for op in ops.iter() {
             leaves.push(&mut entries, op.collection(), op.id(), op.body());
         }
