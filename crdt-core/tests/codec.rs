@@ -333,6 +333,14 @@ fn check_encoded(bytes: &[u8]) -> Result<(), TestCaseError> {
             prop_assert_eq!(batch.as_bytes(), bytes);
             prop_assert_eq!(batch.len(), ops.len());
             prop_assert_eq!(&batch.to_ops().unwrap(), &ops);
+            let named: std::collections::BTreeSet<&str> = batch.collections().collect();
+            let used: std::collections::BTreeSet<&str> =
+                ops.iter().map(|op| op.collection.as_str()).collect();
+            prop_assert_eq!(
+                named,
+                used,
+                "collections() names exactly the ops' collections"
+            );
             for (got, op) in batch.iter().zip(&ops) {
                 prop_assert_eq!(got.id(), op.id);
                 prop_assert_eq!(got.collection(), op.collection.as_str());

@@ -520,8 +520,8 @@ impl Session {
             }
             Message::Ranges(entries) => self.on_ranges(&entries, index),
             Message::Ops(ops) => {
-                if let Some(op) = ops.iter().find(|op| !self.scope.contains(op.collection())) {
-                    return Err(SessionError::OutOfScope(op.collection().to_owned()));
+                if let Some(name) = ops.collections().find(|c| !self.scope.contains(c)) {
+                    return Err(SessionError::OutOfScope(name.to_owned()));
                 }
                 self.stats.ops_received += ops.len() as u64;
                 if !ops.is_empty() {

@@ -625,6 +625,20 @@ fn a_different_scope_or_an_out_of_scope_op_ends_the_session() {
         a.handle_message(1, &frame, &index),
         Err(SessionError::OutOfScope(c)) if c == "secret"
     ));
+
+    // One secret op among in-scope ones, in the middle of the frame: nothing of it is handed
+    // over.
+    let mixed = vec![op("a", 5, 1, 1), op("secret", 5, 2, 2), op("a", 5, 3, 3)];
+    let mut frame = vec![6];
+    frame.extend(crdt_core::codec::encode_ops(&mixed));
+    let (mut a, _) = session_pair(&index, &index, &Scope::new(["a"]));
+    assert!(matches!(
+        a.handle_message(1, &frame, &index),
+        Err(SessionError::OutOfScope(c)) if c == "secret"
+    ));
+    while let Some(event) = a.poll_event() {
+        assert!(!matches!(event, Event::Ops(_)), "handed over {event:?}");
+    }
 }
 
 /// A pair of nodes with scattered gaps on both sides, synced with `config`; returns the tags

@@ -126,6 +126,14 @@ impl EncodedOps {
         self.ops.iter().map(|e| e.id)
     }
 
+    /// The collections the ops name, each at least once, in the order the batch first names
+    /// them. A name may come again (a batch whose runs of ops name more than 32 collections
+    /// keeps a later run's name anew), but never one that no op names: checking these is
+    /// checking every op's, in a few steps for a batch of one collection.
+    pub fn collections(&self) -> impl Iterator<Item = &str> + '_ {
+        self.names.iter().map(|n| &**n)
+    }
+
     /// The ops, decoded.
     pub fn to_ops(&self) -> Result<Vec<Op>, DecodeError> {
         self.iter().map(|op| op.decode()).collect()
