@@ -616,28 +616,21 @@ fn a_different_scope_or_an_out_of_scope_op_ends_the_session() {
         Err(SessionError::Closed)
     ));
 
-    // A peer pushing a secret op: the frame is well formed but out of scope.
-    let secret = vec![op("secret", 5, 9, 3)];
-    let mut frame = vec![6];
-    frame.extend(crdt_core::codec::encode_ops(&secret));
-    let (mut a, _) = session_pair(&index, &index, &Scope::new(["a"]));
-    assert!(matches!(
-        a.handle_message(1, &frame, &index),
-        Err(SessionError::OutOfScope(c)) if c == "secret"
-    ));
-
-    // One secret op among in-scope ones, in the middle of the frame: nothing of it is handed
-    // over.
+    // A peer pushing a secret op alone, or amid in-scope ones in the middle of the frame:
+    // the frame is well formed but out of scope, and nothing of it is handed over.
+    let alone = vec![op("secret", 5, 9, 3)];
     let mixed = vec![op("a", 5, 1, 1), op("secret", 5, 2, 2), op("a", 5, 3, 3)];
-    let mut frame = vec![6];
-    frame.extend(crdt_core::codec::encode_ops(&mixed));
-    let (mut a, _) = session_pair(&index, &index, &Scope::new(["a"]));
-    assert!(matches!(
-        a.handle_message(1, &frame, &index),
-        Err(SessionError::OutOfScope(c)) if c == "secret"
-    ));
-    while let Some(event) = a.poll_event() {
-        assert!(!matches!(event, Event::Ops(_)), "handed over {event:?}");
+    for pushed in [alone, mixed] {
+        let mut frame = vec![6];
+        frame.extend(crdt_core::codec::encode_ops(&pushed));
+        let (mut a, _) = session_pair(&index, &index, &Scope::new(["a"]));
+        assert!(matches!(
+            a.handle_message(1, &frame, &index),
+            Err(SessionError::OutOfScope(c)) if c == "secret"
+        ));
+        while let Some(event) = a.poll_event() {
+            assert!(!matches!(event, Event::Ops(_)), "handed over {event:?}");
+        }
     }
 }
 
