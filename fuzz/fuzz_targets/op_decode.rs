@@ -35,6 +35,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!((got.id(), got.collection()), (op.id, op.collection.as_str()));
                 assert_eq!(got.body(), &encode_op(op)[1..]);
             }
+            // The names a session checks against its scope: exactly the ops' collections.
+            let named: std::collections::BTreeSet<&str> = batch.collections().collect();
+            let used: std::collections::BTreeSet<&str> =
+                batch.iter().map(|op| op.collection()).collect();
+            assert_eq!(named, used);
         }
         Err(e) => assert!(!canonical, "refused the encoding of its ops: {e}"),
     }

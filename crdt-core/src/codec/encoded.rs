@@ -29,7 +29,7 @@ pub struct EncodedOps {
     ops: Vec<Entry>,
     /// The collections the ops name, each checked once, so that [`EncodedOp::collection`]
     /// costs no UTF-8 check; see [`Names`].
-    names: Vec<Box<str>>,
+    names: Names,
 }
 
 /// Where one op of an [`EncodedOps`] lies in its bytes.
@@ -39,7 +39,7 @@ struct Entry {
     /// The op's postcard, `start..end` of the batch.
     start: u32,
     end: u32,
-    /// Its collection, in [`EncodedOps::names`].
+    /// Its collection: a span of [`EncodedOps::names`].
     name: u32,
 }
 
@@ -127,11 +127,11 @@ impl EncodedOps {
     }
 
     /// The collections the ops name, each at least once, in the order the batch first names
-    /// them. A name may come again (a batch whose runs of ops name more than 32 collections
-    /// keeps a later run's name anew), but never one that no op names: checking these is
-    /// checking every op's, in a few steps for a batch of one collection.
+    /// them. A name may come again (a batch that names many collections can keep a later
+    /// run's name anew), but never one that no op names: checking these is checking every
+    /// op's, in one step for a batch of one collection.
     pub fn collections(&self) -> impl Iterator<Item = &str> + '_ {
-        self.names.iter().map(|n| &**n)
+        (0..self.names.spans.len()).map(|i| self.names.get(i))
     }
 
     /// The ops, decoded.
@@ -142,7 +142,7 @@ impl EncodedOps {
     fn op(&self, e: &Entry) -> EncodedOp<'_> {
         EncodedOp {
             id: e.id,
-            collection: self.names.get(e.name as usize).map_or("", |n| n),
+            collection: self.names.get(e.name as usize),
             body: &self.bytes[e.start as usize..e.end as usize],
         }
     }
@@ -154,7 +154,7 @@ impl Default for EncodedOps {
         Self {
             bytes: vec![super::FORMAT_VERSION, 0],
             ops: Vec::new(),
-            names: Vec::new(),
+            names: Names::default(),
         }
     }
 }
@@ -179,7 +179,7 @@ impl fmt::Debug for EncodedOps {
 }
 
 /// Each op of a batch, checked; see [`EncodedOps::decode`].
-fn walk_batch(bytes: &[u8]) -> Result<(Vec<Entry>, Vec<Box<str>>), DecodeError> {
+fn walk_batch(bytes: &[u8]) -> Result<(Vec<Entry>, Names), DecodeError> {
     let body = check_header(bytes)?;
     // The version byte is all the header check took.
     let mut walk = Walk { bytes, pos: 1 };
@@ -187,7 +187,7 @@ fn walk_batch(bytes: &[u8]) -> Result<(Vec<Entry>, Vec<Box<str>>), DecodeError> 
     // Each op takes at least MIN_OP_BYTES, so the count cannot ask for more entries than the
     // bytes hold.
     let mut ops = Vec::with_capacity(count.min(body.len() / MIN_OP_BYTES));
-    let mut names = Names::default();
+    let mut names = Namer::default();
     for _ in 0..count {
         ops.push(walk.op(&mut names)?);
     }
@@ -197,45 +197,100 @@ fn walk_batch(bytes: &[u8]) -> Result<(Vec<Entry>, Vec<Box<str>>), DecodeError> 
     Ok((ops, names.names))
 }
 
-/// The collection names of a batch, as its walk meets them: a name equal to the one before
-/// (ops of one collection come together) or to one of the first [`Names::SEARCHED`] is not
-/// kept again, so a batch usually keeps each of its collections once. Past that a new run
-/// keeps its name again: a copy of bytes the batch holds, so never more than the batch.
-#[derive(Default)]
+/// The collection names of a batch, as its walk meets them, each checked to be UTF-8 once
+/// and kept once where it can: a name equal to the one before (ops of one collection come
+/// together) or to the last name kept in its slot of a small table (picked from its length
+/// and end bytes) is not kept again, so a batch over a few collections, interleaved as a peer
+/// sends them, keeps each once. Otherwise the name is kept anew. Either way an op costs two
+/// comparisons of its name, at most, beside the walk, and the names kept are copies of bytes
+/// the batch holds, in one buffer: never more bytes than the batch, and a span a name.
+/// [`Namer`] keeps them as the walk goes.
+#[derive(Clone, Default)]
 struct Names {
-    names: Vec<Box<str>>,
-    last: u32,
+    text: String,
+    /// Each name, `start..end` of `text`.
+    spans: Vec<(u32, u32)>,
 }
 
 impl Names {
-    /// Names searched for one that a new run repeats.
-    const SEARCHED: usize = 32;
+    /// Name `i`; "" past the end (never asked for).
+    fn get(&self, i: usize) -> &str {
+        self.spans
+            .get(i)
+            .and_then(|&(start, end)| self.text.get(start as usize..end as usize))
+            .unwrap_or_default()
+    }
+
+    /// Whether name `i` is `name`.
+    fn is(&self, i: u32, name: &[u8]) -> bool {
+        (i as usize) < self.spans.len() && self.get(i as usize).as_bytes() == name
+    }
+}
+
+/// The [`Names`] of a batch as its walk finds them, with what finds a name kept before.
+#[derive(Default)]
+struct Namer {
+    names: Names,
+    /// Per slot, 1 + the last name kept there, or 0.
+    slots: [u32; Namer::SLOTS],
+    /// The name the last op gave.
+    last: u32,
+}
+
+impl Namer {
+    /// Slots of the table.
+    const SLOTS: usize = 32;
+
+    /// The slot of a name: from its length and its first and last bytes, which tell apart
+    /// the names apps give (`items`, `c1`, `c2`, ...). Any function would be correct, as a
+    /// slot's name is compared in full; a poor one only keeps more copies.
+    fn slot(name: &[u8]) -> usize {
+        let first = name.first().copied().unwrap_or(0);
+        let last = name.last().copied().unwrap_or(0);
+        let before = name
+            .len()
+            .checked_sub(2)
+            .and_then(|i| name.get(i))
+            .copied()
+            .unwrap_or(0);
+        let mix = (name.len() as u32)
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(u32::from(first) << 16)
+            .wrapping_add(u32::from(before) << 8)
+            .wrapping_add(u32::from(last))
+            .wrapping_mul(0x85EB_CA6B);
+        (mix ^ (mix >> 16)) as usize % Self::SLOTS
+    }
 
     /// The number of the collection whose bytes, at `at` of the batch, are `name`, kept if
     /// new; bytes equal to a kept name are UTF-8 without a check.
     #[inline]
     fn number(&mut self, name: &[u8], at: usize) -> Step<u32> {
-        if self
-            .names
-            .get(self.last as usize)
-            .is_some_and(|n| n.as_bytes() == name)
-        {
+        if self.names.is(self.last, name) {
             return Ok(self.last);
         }
-        let found = self.names[..self.names.len().min(Self::SEARCHED)]
-            .iter()
-            .position(|n| n.as_bytes() == name);
-        // At most one name an op, and a batch holds fewer than 2^32 ops.
-        self.last = match found {
-            Some(i) => i as u32,
-            None => {
-                let name = core::str::from_utf8(name)
-                    .map_err(|_| Bad::Malformed("a string that is not UTF-8", at))?;
-                self.names.push(name.into());
-                (self.names.len() - 1) as u32
-            }
-        };
-        Ok(self.last)
+        let slot = Self::slot(name);
+        if let Some(i) = self.slots[slot].checked_sub(1)
+            && self.names.is(i, name)
+        {
+            self.last = i;
+            return Ok(i);
+        }
+        let name = core::str::from_utf8(name)
+            .map_err(|_| Bad::Malformed("a string that is not UTF-8", at))?;
+        // The names are copies of the batch's bytes, which are fewer than 2^32 (see
+        // `Walk::op`), and so are they.
+        let offset =
+            |n: usize| u32::try_from(n).map_err(|_| Bad::Malformed("an offset past 4 GiB", at));
+        let names = &mut self.names;
+        let start = offset(names.text.len())?;
+        names.text.push_str(name);
+        let end = offset(names.text.len())?;
+        let i = offset(names.spans.len())?;
+        names.spans.push((start, end));
+        self.slots[slot] = i + 1;
+        self.last = i;
+        Ok(i)
     }
 }
 
@@ -427,7 +482,7 @@ impl<'a> Walk<'a> {
     }
 
     /// One op, from its first byte.
-    fn op(&mut self, names: &mut Names) -> Step<Entry> {
+    fn op(&mut self, names: &mut Namer) -> Step<Entry> {
         let start = self.pos;
         let id: [u8; 16] = self.take(16)?.try_into().unwrap_or_default();
         self.varint(u64::from(u32::MAX))?; // schema_version
@@ -492,5 +547,54 @@ impl<'a> Walk<'a> {
             end: offset(self.pos)?,
             name,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Payload, ReplicaId, Value};
+    use hlc::Timestamp;
+
+    /// Ops `0..n`, op `i` in collection `name(i)`.
+    fn batch(n: u64, name: impl Fn(u64) -> String) -> Vec<u8> {
+        let ops: Vec<crate::Op> = (0..n)
+            .map(|i| crate::Op {
+                id: OpId::new(
+                    Timestamp::new(1_795_316_400_000 + i, 0).unwrap(),
+                    ReplicaId::new(1),
+                ),
+                schema_version: 1,
+                collection: name(i),
+                key: "k".into(),
+                field: "f".into(),
+                deps: Vec::new(),
+                payload: Payload::Write(Value::Int(1)),
+            })
+            .collect();
+        super::super::encode_ops(&ops)
+    }
+
+    #[test]
+    fn interleaved_collections_are_kept_once_and_many_within_the_batch() {
+        // As a peer sends ops of an app with a few collections: interleaved by id.
+        for names in [
+            ["items"].as_slice(),
+            &["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"],
+        ] {
+            let bytes = batch(4000, |i| names[i as usize % names.len()].to_owned());
+            let got = EncodedOps::decode(&bytes).unwrap();
+            assert_eq!(got.collections().collect::<Vec<_>>(), names);
+        }
+        // Many names, each used by a few ops in turn: names are kept again when their slot
+        // was taken, but their bytes stay within the batch's and each op keeps its own.
+        let name = |i: u64| format!("{:a>1$}", i % 500, 1 + (i % 7) as usize);
+        let bytes = batch(20_000, name);
+        let got = EncodedOps::decode(&bytes).unwrap();
+        assert!(got.names.text.len() < bytes.len());
+        assert!(got.names.spans.len() <= got.len());
+        for (i, op) in got.iter().enumerate() {
+            assert_eq!(op.collection(), name(i as u64));
+        }
     }
 }
