@@ -221,23 +221,27 @@ impl Names {
             .unwrap_or_default()
     }
 
-    /// Whether name `i` is `name`.
+    /// Whether name `i` is `name` (bytes, so without `str`'s checks of char boundaries).
+    #[inline]
     fn is(&self, i: u32, name: &[u8]) -> bool {
-        (i as usize) < self.spans.len() && self.get(i as usize).as_bytes() == name
+        self.spans
+            .get(i as usize)
+            .and_then(|&(start, end)| self.text.as_bytes().get(start as usize..end as usize))
+            == Some(name)
     }
 }
 
 /// The [`Names`] of a batch as its walk finds them, with what finds a name kept before.
 #[derive(Default)]
-struct Namer {
+struct Namer<'a> {
     names: Names,
     /// Per slot, 1 + the last name kept there, or 0.
     slots: [u32; Namer::SLOTS],
-    /// The name the last op gave.
-    last: u32,
+    /// The number of the name the op before gave, and its bytes in the batch.
+    last: Option<(u32, &'a [u8])>,
 }
 
-impl Namer {
+impl<'a> Namer<'a> {
     /// Slots of the table.
     const SLOTS: usize = 32;
 
@@ -265,18 +269,20 @@ impl Namer {
     /// The number of the collection whose bytes, at `at` of the batch, are `name`, kept if
     /// new; bytes equal to a kept name are UTF-8 without a check.
     #[inline]
-    fn number(&mut self, name: &[u8], at: usize) -> Step<u32> {
-        if self.names.is(self.last, name) {
-            return Ok(self.last);
+    fn number(&mut self, name: &'a [u8], at: usize) -> Step<u32> {
+        if let Some((i, last)) = self.last
+            && last == name
+        {
+            return Ok(i);
         }
         let slot = Self::slot(name);
         if let Some(i) = self.slots[slot].checked_sub(1)
             && self.names.is(i, name)
         {
-            self.last = i;
+            self.last = Some((i, name));
             return Ok(i);
         }
-        let name = core::str::from_utf8(name)
+        let text = core::str::from_utf8(name)
             .map_err(|_| Bad::Malformed("a string that is not UTF-8", at))?;
         // The names are copies of the batch's bytes, which are fewer than 2^32 (see
         // `Walk::op`), and so are they.
@@ -284,12 +290,12 @@ impl Namer {
             |n: usize| u32::try_from(n).map_err(|_| Bad::Malformed("an offset past 4 GiB", at));
         let names = &mut self.names;
         let start = offset(names.text.len())?;
-        names.text.push_str(name);
+        names.text.push_str(text);
         let end = offset(names.text.len())?;
         let i = offset(names.spans.len())?;
         names.spans.push((start, end));
         self.slots[slot] = i + 1;
-        self.last = i;
+        self.last = Some((i, name));
         Ok(i)
     }
 }
@@ -404,17 +410,23 @@ impl<'a> Walk<'a> {
         self.varint(u64::MAX)
     }
 
-    /// A string: its length, then UTF-8. Returns where its bytes start and how many.
+    /// A string: its length, then UTF-8.
     #[inline]
-    fn str(&mut self) -> Step<(usize, usize)> {
-        let n = self.len()?;
-        let start = self.pos;
-        let bytes = self.take(n)?;
+    fn str(&mut self) -> Step<()> {
+        let (start, bytes) = self.str_bytes()?;
         // Names and most values are ASCII, which is quicker to check.
         if !bytes.is_ascii() && core::str::from_utf8(bytes).is_err() {
             return Err(Bad::Malformed("a string that is not UTF-8", start));
         }
-        Ok((start, n))
+        Ok(())
+    }
+
+    /// A string's bytes, not yet checked to be UTF-8, and where they start.
+    #[inline]
+    fn str_bytes(&mut self) -> Step<(usize, &'a [u8])> {
+        let n = self.len()?;
+        let start = self.pos;
+        Ok((start, self.take(n)?))
     }
 
     /// A sequence: its length, then `each` that many times. Every element takes at least a
@@ -482,13 +494,12 @@ impl<'a> Walk<'a> {
     }
 
     /// One op, from its first byte.
-    fn op(&mut self, names: &mut Namer) -> Step<Entry> {
+    fn op(&mut self, names: &mut Namer<'a>) -> Step<Entry> {
         let start = self.pos;
         let id: [u8; 16] = self.take(16)?.try_into().unwrap_or_default();
         self.varint(u64::from(u32::MAX))?; // schema_version
-        let n = self.len()?;
-        let at = self.pos;
-        let name = names.number(self.take(n)?, at)?;
+        let (at, collection) = self.str_bytes()?;
+        let name = names.number(collection, at)?;
         self.str()?; // key
         self.str()?; // field
         self.seq(|w| w.take(16).map(drop))?; // deps
