@@ -1,6 +1,6 @@
 //! The sans-IO session: one side of a sync with one peer.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use crdt_core::codec::EncodedOps;
 use crdt_core::{OpId, VersionVector};
@@ -15,6 +15,9 @@ use crate::source::{OpSource, SourceError};
 use crate::trie::Key;
 
 mod descent;
+mod queue;
+
+use queue::Outgoing;
 
 /// How a session finds scattered gaps once the first flight has not settled the round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -242,7 +245,7 @@ pub struct Session {
     peer_root: Option<Digest>,
     announced: Digest,
     control: VecDeque<Vec<u8>>,
-    outgoing: BTreeSet<OpId>,
+    outgoing: Outgoing,
     events: VecDeque<Event>,
     deadline: Option<u64>,
     backoff: u64,
@@ -284,7 +287,7 @@ impl Session {
             peer_root: None,
             announced: root,
             control: VecDeque::new(),
-            outgoing: BTreeSet::new(),
+            outgoing: Outgoing::default(),
             events: VecDeque::new(),
             deadline: None,
             retries: 0,
@@ -554,19 +557,28 @@ impl Session {
             self.deadline = Some(now.saturating_add(self.backoff));
         }
         // Everything above the peer's frontier, at once.
-        let above = index.above(&self.scope, &h.frontier);
+        let mut above = index.above(&self.scope, &h.frontier);
         let pushed: u64 = above.iter().map(|(_, k)| k.len() as u64).sum();
-        // Built in bulk (a sorted build, then a merge): a push can be the whole log.
-        let mut push: BTreeSet<OpId> = above
-            .iter()
-            .flat_map(|(_, keys)| keys.iter().map(|k| OpId::from_bytes(*k)))
-            .collect();
-        self.outgoing.append(&mut push);
-        self.pushed_above = (h.frontier.clone(), index.frontier(&self.scope));
         // If the peer holds exactly what we hold below its frontier, the push completes it
         // and we lack nothing.
         let count = index.count(&self.scope);
-        if count - pushed == h.count && index.root_without(&self.scope, &above) == h.root {
+        let completes =
+            count - pushed == h.count && index.root_without(&self.scope, &above) == h.root;
+        // Queued as the index listed it: a push can be the whole log.
+        let run = match above.len() {
+            1 => above.pop().map(|(_, keys)| keys).unwrap_or_default(),
+            _ => {
+                let mut all: Vec<Key> = above.into_iter().flat_map(|(_, keys)| keys).collect();
+                // The index keeps an id in one collection only ([`Index::extend`]); the dedup
+                // keeps the run free of repeats should that change, in one pass.
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
+        };
+        self.outgoing.push_run(run);
+        self.pushed_above = (h.frontier.clone(), index.frontier(&self.scope));
+        if completes {
             self.peer_root = Some(root);
             return Ok(());
         }
@@ -800,7 +812,7 @@ impl Session {
         let mut rest = None;
         let mut failed = None;
         let max_frame_bytes = self.config.max_frame_bytes;
-        source.encoded_each(&mut self.outgoing.iter().copied(), &mut |id, bytes| {
+        source.encoded_each(&mut self.outgoing.iter(), &mut |id, bytes| {
             let Some(bytes) = bytes else {
                 failed = Some(SessionError::Missing(id));
                 return false;
@@ -826,7 +838,7 @@ impl Session {
             return Err(e);
         }
         match rest {
-            Some(id) => self.outgoing = self.outgoing.split_off(&id),
+            Some(id) => self.outgoing.drop_below(id),
             None => self.outgoing.clear(),
         }
         self.stats.ops_sent += parts.len() as u64;
