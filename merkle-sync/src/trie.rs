@@ -567,42 +567,42 @@ impl Trie {
         if self.root == NONE {
             return;
         }
-        // (node, whether everything below is known to be >= start)
-        let mut stack: Vec<(Ref, bool)> = vec![(self.root, false)];
-        while let Some((r, free)) = stack.pop() {
+        // Subtrees whose keys are all >= start, still to visit: the later a subtree, the
+        // deeper it was pushed.
+        let mut later: Vec<Ref> = Vec::with_capacity(64);
+        // Down the way `start` would go, to the first subtree wholly >= start, if any.
+        let mut r = self.root;
+        let first = loop {
+            let key = self.key_of(r);
             if r & LEAF != 0 {
-                let i = (r & !LEAF) as usize;
-                let key = &self.keys[i];
-                if (free || *key >= *start) && !f(key, &self.leaf_digests[i]) {
-                    return;
-                }
-                continue;
+                break (*key >= *start).then_some(r);
             }
             let n = &self.nodes[r as usize];
-            let [left, right] = n.children;
-            if free {
-                stack.push((right, true));
-                stack.push((left, true));
-                continue;
-            }
-            let key = self.key_of(r);
             match crit_bit(key, start) {
-                // The shared prefix differs from start's before this node's bit.
-                Some(c) if c < n.bit => {
-                    if bit(key, c) == 1 {
-                        stack.push((right, true));
-                        stack.push((left, true));
-                    }
+                // The subtree's shared prefix differs from start's before this node's bit:
+                // all of it is above start, or all below.
+                Some(c) if c < n.bit => break (bit(key, c) == 1).then_some(r),
+                _ if bit(start, n.bit) == 0 => {
+                    later.push(n.children[1]);
+                    r = n.children[0];
                 }
-                _ => {
-                    if bit(start, n.bit) == 0 {
-                        stack.push((right, true));
-                        stack.push((left, false));
-                    } else {
-                        stack.push((right, false));
-                    }
-                }
+                _ => r = n.children[1],
             }
+        };
+        // In order: the leftmost leaf of each subtree, with the right sides on the way down
+        // left for later.
+        let mut next = first.or_else(|| later.pop());
+        while let Some(mut r) = next {
+            while r & LEAF == 0 {
+                let [left, right] = self.nodes[r as usize].children;
+                later.push(right);
+                r = left;
+            }
+            let i = (r & !LEAF) as usize;
+            if !f(&self.keys[i], &self.leaf_digests[i]) {
+                return;
+            }
+            next = later.pop();
         }
     }
 }
@@ -741,6 +741,20 @@ mod tests {
                         single.range(&p, bits),
                         "seed {seed}: range {bits}"
                     );
+                }
+                // In order from any start, held or not, and stopping when told.
+                for _ in 0..8 {
+                    let mut start = dense_key(next(space + 50));
+                    start[usize::try_from(next(16)).unwrap_or(0)] ^= 1 << next(8);
+                    let stop = usize::try_from(next(held.len() as u64 + 2)).unwrap_or(0);
+                    let mut seen = Vec::new();
+                    batched.for_each_from(&start, |k, d| {
+                        assert_eq!(*d, digest(k), "seed {seed}: leaf digest");
+                        seen.push(*k);
+                        seen.len() < stop
+                    });
+                    let want: Vec<Key> = held.range(start..).take(stop.max(1)).copied().collect();
+                    assert_eq!(seen, want, "seed {seed}: for_each_from");
                 }
                 let probe: Vec<Key> = (0..64).map(|_| dense_key(next(space + 50))).collect();
                 let many = batched.contains_many(&probe);
