@@ -51,6 +51,7 @@ impl<T> Arena<T> {
     }
 
     /// Appends `value`; it gets index `len()` as it was before the call.
+    #[inline]
     pub(crate) fn push(&mut self, value: T) {
         match self.chunks.last_mut() {
             Some(c) if c.len() < CHUNK => c.push(value),
@@ -73,12 +74,14 @@ impl<T> Arena<T> {
 impl<T> Index<usize> for Arena<T> {
     type Output = T;
 
+    #[inline]
     fn index(&self, i: usize) -> &T {
         &self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
     }
 }
 
 impl<T> IndexMut<usize> for Arena<T> {
+    #[inline]
     fn index_mut(&mut self, i: usize) -> &mut T {
         &mut self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
     }

@@ -116,13 +116,15 @@ struct Summary {
     digest: Hash,
     /// Keys below (at most 2^31).
     count: u32,
-    /// A leaf below, whose key carries the shared prefix.
-    any_leaf: u32,
 }
 
 /// The trie. Leaves and inner nodes live in parallel arenas (keys apart from digests, walk
 /// data apart from summaries) that grow by chunks, so inserting never copies the trie;
 /// nothing is ever removed (the log only grows).
+///
+/// Every insert but the first adds one leaf and one inner node, the new leaf's parent, so
+/// inner node `i` came with leaf `i + 1`. A subtree only ever gains keys, so that leaf stays
+/// below node `i`, and its key carries the prefix all keys below share: no node stores one.
 #[derive(Clone, Debug)]
 pub(crate) struct Trie {
     keys: Arena<Key>,
@@ -158,7 +160,8 @@ impl Trie {
         if r & LEAF != 0 {
             &self.keys[(r & !LEAF) as usize]
         } else {
-            &self.keys[self.sums[r as usize].any_leaf as usize]
+            // Inner node i came with leaf i + 1, which is below it (see `Trie`).
+            &self.keys[r as usize + 1]
         }
     }
 
@@ -368,6 +371,11 @@ impl Trie {
         let mut children = [r, r];
         children[side] = new_leaf;
         let new_inner = u32::try_from(self.nodes.len()).expect("fewer than 2^31 inner nodes");
+        debug_assert_eq!(
+            new_inner + 1,
+            leaf_index,
+            "inner node i comes with leaf i + 1"
+        );
         self.nodes.push(Node {
             children,
             bit: crit,
@@ -376,7 +384,6 @@ impl Trie {
         self.sums.push(Summary {
             digest: [0; 32],
             count: 0,
-            any_leaf: leaf_index,
         });
         match path.last() {
             None => self.root = new_inner,
