@@ -227,7 +227,34 @@ impl Names {
         self.spans
             .get(i as usize)
             .and_then(|&(start, end)| self.text.as_bytes().get(start as usize..end as usize))
-            == Some(name)
+            .is_some_and(|kept| same_bytes(kept, name))
+    }
+}
+
+/// `a == b`, compared inline for names of up to 16 bytes (most are): `==` on slices calls
+/// the C library's `memcmp`, which costs more than the few loads it takes here, and the walk
+/// compares a name an op. Two loads of each cover the bytes from both ends (they overlap
+/// when the name is shorter than twice their width).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn at<const N: usize>(s: &[u8], i: usize) -> Option<[u8; N]> {
+        s.get(i..i.checked_add(N)?)?.try_into().ok()
+    }
+    fn ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+        let last = a.len().saturating_sub(N);
+        at::<N>(a, 0).is_some_and(|x| at::<N>(b, 0) == Some(x))
+            && at::<N>(a, last).is_some_and(|x| at::<N>(b, last) == Some(x))
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => ends::<1>(a, b) && a.get(n / 2) == b.get(n / 2),
+        4..=7 => ends::<4>(a, b),
+        8..=16 => ends::<8>(a, b),
+        _ => a == b,
     }
 }
 
@@ -271,7 +298,7 @@ impl<'a> Namer<'a> {
     #[inline]
     fn number(&mut self, name: &'a [u8], at: usize) -> Step<u32> {
         if let Some((i, last)) = self.last
-            && last == name
+            && same_bytes(last, name)
         {
             return Ok(i);
         }
@@ -566,6 +593,27 @@ mod tests {
     use super::*;
     use crate::{Payload, ReplicaId, Value};
     use hlc::Timestamp;
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "len {n}");
+            for i in 0..n {
+                for flip in [1u8, 0x80] {
+                    let mut b = a.clone();
+                    b[i] ^= flip;
+                    assert!(!same_bytes(&a, &b), "len {n}, byte {i} differs");
+                }
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(
+                !same_bytes(&a, &longer) && !same_bytes(&longer, &a),
+                "len {n}"
+            );
+        }
+    }
 
     /// Ops `0..n`, op `i` in collection `name(i)`.
     fn batch(n: u64, name: impl Fn(u64) -> String) -> Vec<u8> {
