@@ -1,9 +1,9 @@
 //! blake3 of many short inputs at once: inner-node digests (keyed mode over 64 bytes, one
 //! compression each) and leaf digests (plain mode over an op's encoding, up to one 1 KiB
-//! chunk), sixteen at a time in the lanes of AVX-512 registers where the CPU has them, else
-//! one at a time through the `blake3` crate. The two give the same bytes: the tests compare
-//! them on every machine with AVX-512 (CI's VMs have it; elsewhere only the portable path
-//! runs, and the tests say so), and the golden digests pin both.
+//! chunk), sixteen at a time in the lanes of AVX-512 registers where the CPU has them (F and
+//! BW), else one at a time through the `blake3` crate. The two give the same bytes: the tests
+//! compare them on every machine with AVX-512 (CI's VMs have it; elsewhere only the portable
+//! path runs, and the tests say so), and the golden digests pin both.
 //!
 //! Why: a refresh after scattered inserts hashes tens of thousands of independent nodes (all
 //! the dirty nodes that split at one bit are independent of each other), a batch of received
@@ -24,7 +24,7 @@ pub(crate) fn keyed_many(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
     assert_eq!(jobs.len(), out.len(), "one digest a job");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if avx512::available() {
             let mut jobs = jobs;
             let mut out = &mut out[..];
             while jobs.len() >= MIN_WIDE {
@@ -54,7 +54,7 @@ pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
     assert_eq!(inputs.len(), out.len(), "one digest an input");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if avx512::available() {
             // Lanes hash in lockstep, so inputs are grouped by their number of blocks.
             let mut groups: [Vec<usize>; CHUNK_LEN / 64] = Default::default();
             let flush = |group: &mut Vec<usize>, out: &mut [[u8; 32]]| {
@@ -115,17 +115,27 @@ pub(crate) fn one_by_one(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
 #[cfg(target_arch = "x86_64")]
 #[allow(
     unsafe_code,
-    reason = "AVX-512 intrinsics: loads and stores of local, fully initialised arrays"
+    reason = "AVX-512 intrinsics: loads of in-bounds bytes (masked past an input's end) and \
+              loads and stores of local, fully initialised arrays"
 )]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512i, _mm512_add_epi32, _mm512_i32gather_epi32, _mm512_loadu_si512, _mm512_ror_epi32,
-        _mm512_set1_epi32, _mm512_setr_epi32, _mm512_storeu_si512, _mm512_xor_si512,
+        __m512i, _mm512_add_epi32, _mm512_loadu_si512, _mm512_maskz_loadu_epi8, _mm512_ror_epi32,
+        _mm512_set1_epi32, _mm512_setzero_si512, _mm512_shuffle_i32x4, _mm512_storeu_si512,
+        _mm512_unpackhi_epi32, _mm512_unpackhi_epi64, _mm512_unpacklo_epi32, _mm512_unpacklo_epi64,
+        _mm512_xor_si512,
     };
 
     use super::Job;
 
     pub(super) const LANES: usize = 16;
+
+    /// Whether this CPU runs the wide path: AVX-512 F, and BW for the byte-masked loads of
+    /// an input's last block.
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
 
     const IV: [u32; 8] = [
         0x6A09_E667,
@@ -180,9 +190,13 @@ mod avx512 {
         v[b] = _mm512_ror_epi32::<7>(_mm512_xor_si512(v[b], v[c]));
     }
 
+    /// Round `R`: its message word order is a constant, so once inlined every word is a
+    /// fixed register or stack slot (a loop over the schedule read each round's sixteen
+    /// indices from memory and bounds-checked them).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn round(v: &mut [__m512i; 16], m: &[__m512i; 16], s: &[usize; 16]) {
+    fn round<const R: usize>(v: &mut [__m512i; 16], m: &[__m512i; 16]) {
+        let s = &SCHEDULE[R];
         g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
         g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
         g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
@@ -194,24 +208,24 @@ mod avx512 {
     }
 
     /// Up to 16 jobs at once; `out` as long as `jobs`. Lanes past the jobs hash zeros.
-    /// Panics on a CPU without avx512f (the callers check first).
+    /// Panics on a CPU without the wide path (the callers check first).
     pub(super) fn keyed16(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
         assert!(jobs.len() <= LANES && out.len() == jobs.len());
-        assert!(std::arch::is_x86_feature_detected!("avx512f"));
-        // SAFETY: the CPU has avx512f, checked just above.
+        assert!(available());
+        // SAFETY: the CPU has avx512f and avx512bw, checked just above.
         unsafe { keyed16_avx512(key, jobs, out) }
     }
 
     /// Up to 16 inputs of one chunk at most and the same number of 64-byte blocks (an empty
     /// input counts as one), in plain mode; `out` as long as `inputs`. Panics on a CPU
-    /// without avx512f (the callers check first).
+    /// without the wide path (the callers check first).
     pub(super) fn hash16(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
         assert!(inputs.len() <= LANES && out.len() == inputs.len());
         let blocks = |len: usize| len.saturating_sub(1) / 64 + 1;
         let n = inputs.first().map_or(1, |i| blocks(i.len()));
         assert!(n <= super::CHUNK_LEN / 64 && inputs.iter().all(|i| blocks(i.len()) == n));
-        assert!(std::arch::is_x86_feature_detected!("avx512f"));
-        // SAFETY: the CPU has avx512f, checked just above.
+        assert!(available());
+        // SAFETY: the CPU has avx512f and avx512bw, checked just above.
         unsafe { hash16_avx512(inputs, n, out) }
     }
 
@@ -232,9 +246,13 @@ mod avx512 {
             14 => block_len,
             _ => _mm512_set1_epi32(flags as i32),
         });
-        for s in &SCHEDULE {
-            round(&mut v, m, s);
-        }
+        round::<0>(&mut v, m);
+        round::<1>(&mut v, m);
+        round::<2>(&mut v, m);
+        round::<3>(&mut v, m);
+        round::<4>(&mut v, m);
+        round::<5>(&mut v, m);
+        round::<6>(&mut v, m);
         std::array::from_fn(|i| _mm512_xor_si512(v[i], v[i + 8]))
     }
 
@@ -254,18 +272,65 @@ mod avx512 {
         }
     }
 
-    /// Word `w` of every lane's block, for each `w`: a transpose by gathers.
+    /// Word `w` of every row, for each `w` (row `l` is lane `l`'s block): the 16 × 16
+    /// transpose of 32-bit words, in 64 shuffles within registers.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn transpose(blocks: &[[u8; 64]; LANES]) -> [__m512i; 16] {
-        let lane_starts = _mm512_setr_epi32(
-            0, 64, 128, 192, 256, 320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960,
-        );
-        let base: *const u8 = blocks.as_ptr().cast();
-        std::array::from_fn(|w| {
-            // SAFETY: lane l reads bytes 64 l + 4 w .. + 4 of `blocks`, all inside its 1024.
-            unsafe { _mm512_i32gather_epi32::<1>(lane_starts, base.add(4 * w).cast()) }
-        })
+    fn transpose(rows: &[__m512i; 16]) -> [__m512i; 16] {
+        // Pairs of rows interleaved word by word, within each 128-bit lane: a[2i] holds words
+        // 4k, 4k + 1 of rows 2i, 2i + 1 in lane k; a[2i + 1] words 4k + 2, 4k + 3.
+        let a: [__m512i; 16] = std::array::from_fn(|i| {
+            let (x, y) = (rows[i & !1], rows[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_epi32(x, y)
+            } else {
+                _mm512_unpackhi_epi32(x, y)
+            }
+        });
+        // Then by pairs of words: b[4j + t] holds word 4k + t of rows 4j..4j + 4 in lane k.
+        let b: [__m512i; 16] = std::array::from_fn(|i| {
+            let (j, t) = (i / 4, i % 4);
+            let (x, y) = (a[4 * j + t / 2], a[4 * j + 2 + t / 2]);
+            if t % 2 == 0 {
+                _mm512_unpacklo_epi64(x, y)
+            } else {
+                _mm512_unpackhi_epi64(x, y)
+            }
+        });
+        // Then the 128-bit lanes: word 4k + t of all rows is lane k of b[t], b[4 + t],
+        // b[8 + t] and b[12 + t], side by side.
+        let mut out = [_mm512_setzero_si512(); 16];
+        for t in 0..4 {
+            let (x0, x1, x2, x3) = (b[t], b[4 + t], b[8 + t], b[12 + t]);
+            let low01 = _mm512_shuffle_i32x4::<0x44>(x0, x1); // x0.0 x0.1 x1.0 x1.1
+            let high01 = _mm512_shuffle_i32x4::<0xEE>(x0, x1); // x0.2 x0.3 x1.2 x1.3
+            let low23 = _mm512_shuffle_i32x4::<0x44>(x2, x3);
+            let high23 = _mm512_shuffle_i32x4::<0xEE>(x2, x3);
+            out[t] = _mm512_shuffle_i32x4::<0x88>(low01, low23); // lanes 0
+            out[4 + t] = _mm512_shuffle_i32x4::<0xDD>(low01, low23); // lanes 1
+            out[8 + t] = _mm512_shuffle_i32x4::<0x88>(high01, high23); // lanes 2
+            out[12 + t] = _mm512_shuffle_i32x4::<0xDD>(high01, high23); // lanes 3
+        }
+        out
+    }
+
+    /// Block `b` of `input` as one row: its 64 bytes, or what is left of them followed by
+    /// zeros, read with a mask so that no byte past the input is touched.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn block_row(input: &[u8], b: usize) -> __m512i {
+        let rest = input.get(64 * b..).unwrap_or(&[]);
+        match rest.len() {
+            0 => _mm512_setzero_si512(),
+            // SAFETY: the 64 bytes read are in `rest`.
+            64.. => unsafe { _mm512_loadu_si512(rest.as_ptr().cast()) },
+            n => {
+                let mask = (1u64 << n) - 1;
+                // SAFETY: the mask selects the first n bytes, all in `rest`; masked-off bytes
+                // are not read (and cannot fault).
+                unsafe { _mm512_maskz_loadu_epi8(mask, rest.as_ptr().cast()) }
+            }
+        }
     }
 
     #[target_feature(enable = "avx512f")]
@@ -275,19 +340,20 @@ mod avx512 {
         unsafe { _mm512_loadu_si512(a.as_ptr().cast()) }
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     fn hash16_avx512(inputs: &[&[u8]], blocks: usize, out: &mut [[u8; 32]]) {
         let mut cv: [__m512i; 8] = std::array::from_fn(|i| _mm512_set1_epi32(IV[i] as i32));
         for b in 0..blocks {
-            let mut padded = [[0u8; 64]; LANES];
             let mut lens = [0u32; LANES];
-            for ((input, p), len) in inputs.iter().zip(&mut padded).zip(&mut lens) {
-                let block = input.get(64 * b..).unwrap_or(&[]);
-                let block = &block[..block.len().min(64)];
-                p[..block.len()].copy_from_slice(block);
-                *len = block.len() as u32;
+            for (input, len) in inputs.iter().zip(&mut lens) {
+                *len = input.len().saturating_sub(64 * b).min(64) as u32;
             }
-            let m = transpose(&padded);
+            let rows: [__m512i; 16] = std::array::from_fn(|l| {
+                inputs
+                    .get(l)
+                    .map_or_else(|| _mm512_setzero_si512(), |input| block_row(input, b))
+            });
+            let m = transpose(&rows);
             let mut flags = 0;
             if b == 0 {
                 flags |= CHUNK_START;
@@ -300,17 +366,22 @@ mod avx512 {
         store(&cv, out);
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     fn keyed16_avx512(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
-        let mut inputs = [[0u8; 64]; LANES];
         let mut last_key_word = [0u32; LANES];
         let mut k = *key;
         for (lane, job) in jobs.iter().enumerate() {
-            inputs[lane] = job.input;
             k[31] = job.bit;
             last_key_word[lane] = u32::from_le_bytes([k[28], k[29], k[30], k[31]]);
         }
-        let m = transpose(&inputs);
+        let rows: [__m512i; 16] = std::array::from_fn(|l| {
+            jobs.get(l).map_or_else(
+                || _mm512_setzero_si512(),
+                // SAFETY: reads one whole 64-byte input.
+                |job| unsafe { _mm512_loadu_si512(job.input.as_ptr().cast()) },
+            )
+        });
+        let m = transpose(&rows);
         let cv: [__m512i; 8] = std::array::from_fn(|i| {
             if i == 7 {
                 load(&last_key_word)
@@ -401,8 +472,8 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_wide_path_matches_one_by_one_in_every_lane_count() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("no avx512f here: only the portable path runs");
+        if !avx512::available() {
+            eprintln!("no avx512f and avx512bw here: only the portable path runs");
             return;
         }
         let key = [7u8; 32];
