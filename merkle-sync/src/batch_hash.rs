@@ -51,6 +51,29 @@ const CHUNK_LEN: usize = 1024;
 
 /// `out[i]` = blake3 (plain mode) of `inputs[i]`; `out` is as long as `inputs`.
 pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
+    hash_many_as(inputs, None, out);
+}
+
+/// As [`hash_many`], but with the first byte of every input read as `first`: so that a
+/// caller can hash a prefix byte and bytes that sit in a larger buffer (the byte before them
+/// stands in for the prefix) without copying them out. An empty input hashes as empty.
+pub(crate) fn hash_many_first(inputs: &[&[u8]], first: u8, out: &mut [[u8; 32]]) {
+    hash_many_as(inputs, Some(first), out);
+}
+
+/// blake3 of `input`, its first byte read as `first` if given, through the crate.
+fn hash_one(input: &[u8], first: Option<u8>) -> [u8; 32] {
+    match (first, input.split_first()) {
+        (Some(f), Some((_, rest))) => *blake3::Hasher::new()
+            .update(&[f])
+            .update(rest)
+            .finalize()
+            .as_bytes(),
+        _ => *blake3::hash(input).as_bytes(),
+    }
+}
+
+fn hash_many_as(inputs: &[&[u8]], first: Option<u8>, out: &mut [[u8; 32]]) {
     assert_eq!(inputs.len(), out.len(), "one digest an input");
     #[cfg(target_arch = "x86_64")]
     {
@@ -64,7 +87,7 @@ pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
                 }
                 let lanes = &lanes[..group.len()];
                 let mut digests = [[0u8; 32]; avx512::LANES];
-                avx512::hash16(lanes, &mut digests[..lanes.len()]);
+                avx512::hash16(lanes, first, &mut digests[..lanes.len()]);
                 for (&i, d) in group.iter().zip(&digests) {
                     out[i] = *d;
                 }
@@ -72,7 +95,7 @@ pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
             };
             for (i, input) in inputs.iter().enumerate() {
                 if input.len() > CHUNK_LEN {
-                    out[i] = *blake3::hash(input).as_bytes();
+                    out[i] = hash_one(input, first);
                     continue;
                 }
                 let group = &mut groups[input.len().saturating_sub(1) / 64];
@@ -86,7 +109,7 @@ pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
                     flush(group, out);
                 } else {
                     for &i in group.iter() {
-                        out[i] = *blake3::hash(inputs[i]).as_bytes();
+                        out[i] = hash_one(inputs[i], first);
                     }
                 }
             }
@@ -94,7 +117,7 @@ pub(crate) fn hash_many(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
         }
     }
     for (input, o) in inputs.iter().zip(out) {
-        *o = *blake3::hash(input).as_bytes();
+        *o = hash_one(input, first);
     }
 }
 
@@ -120,10 +143,10 @@ pub(crate) fn one_by_one(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
 )]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512i, _mm512_add_epi32, _mm512_loadu_si512, _mm512_maskz_loadu_epi8, _mm512_ror_epi32,
-        _mm512_set1_epi32, _mm512_setzero_si512, _mm512_shuffle_i32x4, _mm512_storeu_si512,
-        _mm512_unpackhi_epi32, _mm512_unpackhi_epi64, _mm512_unpacklo_epi32, _mm512_unpacklo_epi64,
-        _mm512_xor_si512,
+        __m512i, _mm512_add_epi32, _mm512_loadu_si512, _mm512_mask_set1_epi8,
+        _mm512_maskz_loadu_epi8, _mm512_ror_epi32, _mm512_set1_epi32, _mm512_setzero_si512,
+        _mm512_shuffle_i32x4, _mm512_storeu_si512, _mm512_unpackhi_epi32, _mm512_unpackhi_epi64,
+        _mm512_unpacklo_epi32, _mm512_unpacklo_epi64, _mm512_xor_si512,
     };
 
     use super::Job;
@@ -219,14 +242,15 @@ mod avx512 {
     /// Up to 16 inputs of one chunk at most and the same number of 64-byte blocks (an empty
     /// input counts as one), in plain mode; `out` as long as `inputs`. Panics on a CPU
     /// without the wide path (the callers check first).
-    pub(super) fn hash16(inputs: &[&[u8]], out: &mut [[u8; 32]]) {
+    /// With `first`, every input's first byte is read as it.
+    pub(super) fn hash16(inputs: &[&[u8]], first: Option<u8>, out: &mut [[u8; 32]]) {
         assert!(inputs.len() <= LANES && out.len() == inputs.len());
         let blocks = |len: usize| len.saturating_sub(1) / 64 + 1;
         let n = inputs.first().map_or(1, |i| blocks(i.len()));
         assert!(n <= super::CHUNK_LEN / 64 && inputs.iter().all(|i| blocks(i.len()) == n));
         assert!(available());
         // SAFETY: the CPU has avx512f and avx512bw, checked just above.
-        unsafe { hash16_avx512(inputs, n, out) }
+        unsafe { hash16_avx512(inputs, first, n, out) }
     }
 
     /// One compression of every lane: the first 8 words of the output, which are the next
@@ -341,7 +365,7 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn hash16_avx512(inputs: &[&[u8]], blocks: usize, out: &mut [[u8; 32]]) {
+    fn hash16_avx512(inputs: &[&[u8]], first: Option<u8>, blocks: usize, out: &mut [[u8; 32]]) {
         let mut cv: [__m512i; 8] = std::array::from_fn(|i| _mm512_set1_epi32(IV[i] as i32));
         for b in 0..blocks {
             let mut lens = [0u32; LANES];
@@ -349,9 +373,17 @@ mod avx512 {
                 *len = input.len().saturating_sub(64 * b).min(64) as u32;
             }
             let rows: [__m512i; 16] = std::array::from_fn(|l| {
-                inputs
-                    .get(l)
-                    .map_or_else(|| _mm512_setzero_si512(), |input| block_row(input, b))
+                let Some(input) = inputs.get(l) else {
+                    return _mm512_setzero_si512();
+                };
+                let row = block_row(input, b);
+                match first {
+                    // Byte 0 of the first block, where there is one.
+                    Some(f) if b == 0 && !input.is_empty() => {
+                        _mm512_mask_set1_epi8(row, 1, f as i8)
+                    }
+                    _ => row,
+                }
             });
             let m = transpose(&rows);
             let mut flags = 0;
@@ -464,6 +496,16 @@ mod tests {
                 hash_many(&refs, &mut out);
                 for (input, got) in refs.iter().zip(&out) {
                     assert_eq!(got, blake3::hash(input).as_bytes(), "{} bytes", input.len());
+                }
+                // The first byte read as another, as a caller hashing a version byte and the
+                // op bytes after it in a batch does.
+                hash_many_first(&refs, 0xa5, &mut out);
+                for (input, got) in refs.iter().zip(&out) {
+                    let mut want = input.to_vec();
+                    if let Some(b) = want.first_mut() {
+                        *b = 0xa5;
+                    }
+                    assert_eq!(got, blake3::hash(&want).as_bytes(), "{} bytes", input.len());
                 }
             }
         }

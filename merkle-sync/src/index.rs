@@ -106,18 +106,6 @@ struct Leaves {
 }
 
 impl Leaves {
-    /// Room for the first [`DIGEST_BATCH`] of `ops` ops that take `bytes` in all, so that
-    /// pushing them does not grow the buffer again and again.
-    fn for_batch(ops: usize, bytes: usize) -> Self {
-        let each = bytes / ops.max(1) + 1; // with the version byte
-        Self {
-            buf: Vec::with_capacity(each * ops.min(DIGEST_BATCH)),
-            ends: Vec::with_capacity(ops.min(DIGEST_BATCH)),
-            digests: Vec::new(),
-            hashed: 0,
-        }
-    }
-
     /// Pushes the entry of an op whose postcard bytes are `body`, its digest to come.
     fn push<T>(&mut self, entries: &mut Vec<(T, OpId, Digest)>, of: T, id: OpId, body: &[u8]) {
         entries.push((of, id, Digest([0; 32])));
@@ -456,13 +444,33 @@ impl Index {
     /// encoded (the batch's bytes are the one encoding of its ops, so the digests are those
     /// of [`op_digest`]). Returns how many were new.
     pub fn insert_encoded(&mut self, ops: &EncodedOps) -> u64 {
-        let mut entries: Vec<(&str, OpId, Digest)> = Vec::with_capacity(ops.len());
-        let mut leaves = Leaves::for_batch(ops.len(), ops.as_bytes().len());
-        for op in ops.iter() {
-            leaves.push(&mut entries, op.collection(), op.id(), op.body());
-        }
-        leaves.finish(&mut entries);
-        self.extend(entries)
+        // A digest is blake3 of the version byte, then the op's bytes. Each op's input is its
+        // bytes with the batch's byte before them, read as the version byte, so nothing is
+        // copied (there is such a byte: the batch's header comes first).
+        let bytes = ops.as_bytes();
+        let inputs: Option<Vec<&[u8]>> = ops
+            .iter()
+            .map(|op| {
+                let range = op.range();
+                bytes.get(range.start.checked_sub(1)?..range.end)
+            })
+            .collect();
+        let version = crdt_core::codec::FORMAT_VERSION;
+        let Some(inputs) = inputs else {
+            // Not reached (see `EncodedOp::range`): each op's version byte and bytes in turn.
+            return self.extend(ops.iter().map(|op| {
+                let mut h = blake3::Hasher::new();
+                h.update(&[version]).update(op.body());
+                (op.collection(), op.id(), Digest(*h.finalize().as_bytes()))
+            }));
+        };
+        let mut digests = vec![[0u8; 32]; inputs.len()];
+        batch_hash::hash_many_first(&inputs, version, &mut digests);
+        self.extend(
+            ops.iter()
+                .zip(digests)
+                .map(|(op, d)| (op.collection(), op.id(), Digest(d))),
+        )
     }
 
     /// Indexes the ops `ids` names from the log they were stored in (for instance the ids

@@ -49,6 +49,8 @@ pub struct EncodedOp<'a> {
     id: OpId,
     collection: &'a str,
     body: &'a [u8],
+    /// Where `body` starts in the batch's bytes.
+    start: usize,
 }
 
 impl<'a> EncodedOp<'a> {
@@ -66,6 +68,14 @@ impl<'a> EncodedOp<'a> {
     /// [`Storage::get_encoded`](crate::Storage::get_encoded) gives a stored op.
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// Where [`EncodedOp::body`] lies in the batch's bytes ([`EncodedOps::as_bytes`]): after
+    /// the batch's version byte and count, so it never starts before byte 2. A caller that
+    /// hashes an op's encoding with its version byte can let the byte before the body stand
+    /// in for it, rather than copy the body out.
+    pub fn range(&self) -> core::ops::Range<usize> {
+        self.start..self.start + self.body.len()
     }
 
     /// The op itself.
@@ -144,6 +154,7 @@ impl EncodedOps {
             id: e.id,
             collection: self.names.get(e.name as usize),
             body: &self.bytes[e.start as usize..e.end as usize],
+            start: e.start as usize,
         }
     }
 }
