@@ -24,7 +24,7 @@ pub(crate) fn keyed_many(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
     assert_eq!(jobs.len(), out.len(), "one digest a job");
     #[cfg(target_arch = "x86_64")]
     {
-        if avx512::available() {
+        if avx512::keyed_available() {
             let mut jobs = jobs;
             let mut out = &mut out[..];
             while jobs.len() >= MIN_WIDE {
@@ -153,11 +153,15 @@ mod avx512 {
 
     pub(super) const LANES: usize = 16;
 
-    /// Whether this CPU runs the wide path: AVX-512 F, and BW for the byte-masked loads of
-    /// an input's last block.
-    pub(super) fn available() -> bool {
+    /// Whether this CPU runs the wide path for inner nodes: AVX-512 F.
+    pub(super) fn keyed_available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+
+    /// Whether this CPU runs the wide path for leaves: AVX-512 F, and BW for the byte-masked
+    /// loads of an input's last block.
+    pub(super) fn available() -> bool {
+        keyed_available() && std::arch::is_x86_feature_detected!("avx512bw")
     }
 
     const IV: [u32; 8] = [
@@ -234,15 +238,15 @@ mod avx512 {
     /// Panics on a CPU without the wide path (the callers check first).
     pub(super) fn keyed16(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
         assert!(jobs.len() <= LANES && out.len() == jobs.len());
-        assert!(available());
-        // SAFETY: the CPU has avx512f and avx512bw, checked just above.
+        assert!(keyed_available());
+        // SAFETY: the CPU has avx512f, checked just above.
         unsafe { keyed16_avx512(key, jobs, out) }
     }
 
     /// Up to 16 inputs of one chunk at most and the same number of 64-byte blocks (an empty
     /// input counts as one), in plain mode; `out` as long as `inputs`. Panics on a CPU
     /// without the wide path (the callers check first).
-    /// With `first`, every input's first byte is read as it.
+    /// With `first`, every non-empty input's first byte is read as it.
     pub(super) fn hash16(inputs: &[&[u8]], first: Option<u8>, out: &mut [[u8; 32]]) {
         assert!(inputs.len() <= LANES && out.len() == inputs.len());
         let blocks = |len: usize| len.saturating_sub(1) / 64 + 1;
@@ -398,7 +402,7 @@ mod avx512 {
         store(&cv, out);
     }
 
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f")]
     fn keyed16_avx512(key: &[u8; 32], jobs: &[Job], out: &mut [[u8; 32]]) {
         let mut last_key_word = [0u32; LANES];
         let mut k = *key;
@@ -498,7 +502,7 @@ mod tests {
                     assert_eq!(got, blake3::hash(input).as_bytes(), "{} bytes", input.len());
                 }
                 // The first byte read as another, as a caller hashing a version byte and the
-                // op bytes after it in a batch does.
+                // op bytes after it does.
                 hash_many_first(&refs, 0xa5, &mut out);
                 for (input, got) in refs.iter().zip(&out) {
                     let mut want = input.to_vec();
@@ -511,11 +515,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn inputs_within_one_buffer_hash_only_their_own_bytes() {
+        // Inputs as slices of one buffer, each followed by bytes of the next or by 0xff
+        // filler, as a batch's ops are: a tail load that read one byte too many would take
+        // them in.
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for len in 0..300usize {
+            let start = buf.len();
+            buf.extend((0..len).map(|i| (i * 7 + len) as u8));
+            spans.push((start, buf.len()));
+            if len % 3 == 0 {
+                buf.extend([0xff; 70]);
+            }
+        }
+        let inputs: Vec<&[u8]> = spans.iter().map(|&(a, b)| &buf[a..b]).collect();
+        let mut out = vec![[0u8; 32]; inputs.len()];
+        hash_many(&inputs, &mut out);
+        for (input, got) in inputs.iter().zip(&out) {
+            assert_eq!(got, blake3::hash(input).as_bytes(), "{} bytes", input.len());
+        }
+        hash_many_first(&inputs, 3, &mut out);
+        for (input, got) in inputs.iter().zip(&out) {
+            let want = match input.split_first() {
+                Some((_, rest)) => [&[3u8][..], rest].concat(),
+                None => Vec::new(),
+            };
+            assert_eq!(got, blake3::hash(&want).as_bytes(), "{} bytes", input.len());
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_wide_path_matches_one_by_one_in_every_lane_count() {
-        if !avx512::available() {
-            eprintln!("no avx512f and avx512bw here: only the portable path runs");
+        if !avx512::keyed_available() {
+            eprintln!("no avx512f here: only the portable path runs");
             return;
         }
         let key = [7u8; 32];

@@ -93,8 +93,8 @@ fn hash_back_to_back(buf: &[u8], ends: &[usize], digests: &mut Vec<[u8; 32]>) {
     batch_hash::hash_many(&inputs, digests);
 }
 
-/// Encodings of ops (the version byte, then an op's postcard bytes as a log stores them or a
-/// peer sent them) laid back to back, whose leaf digests are computed [`DIGEST_BATCH`] at a
+/// Encodings of ops (the version byte, then an op's postcard bytes as a log stores them)
+/// laid back to back, whose leaf digests are computed [`DIGEST_BATCH`] at a
 /// time into the entries they were pushed with.
 #[derive(Default)]
 struct Leaves {

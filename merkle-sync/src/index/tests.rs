@@ -199,7 +199,7 @@ fn batches_index_like_single_inserts() {
         batched.warm_sketches();
     }
     assert_eq!(batched.insert_ops(&ops[..10]), 0);
-    // From the bytes a peer sends, in batches larger than a block of digests.
+    // From the bytes a peer sends, in large batches.
     let mut encoded = Index::from_ops(&ops[..700]);
     encoded.warm_sketches();
     let mut added = 0;
@@ -225,6 +225,57 @@ fn batches_index_like_single_inserts() {
             );
         }
     }
+}
+
+#[test]
+fn ops_of_every_size_index_from_their_bytes_as_from_the_ops() {
+    // Values from empty to past a 1 KiB chunk, so that the leaves fall in every block count
+    // of the wide hasher, in its fallbacks, and in groups too small to go wide; each op's
+    // bytes sit between others' in the batch, as a peer sends them.
+    let ops: Vec<Op> = (0..1500u64)
+        .map(|i| {
+            let mut o = op(if i % 3 == 0 { "a" } else { "b" }, 1_000 + i, 1 + i % 4);
+            let len = (i * 37 % 1100) as usize;
+            o.payload = Payload::Write(Value::Bytes(vec![(i % 251) as u8; len]));
+            o
+        })
+        .collect();
+    let scope = Scope::new(["a", "b"]);
+    for size in [1, 7, 300, 1500] {
+        let mut encoded = Index::new();
+        for chunk in ops.chunks(size) {
+            encoded.insert_encoded(&EncodedOps::from_ops(chunk).unwrap());
+        }
+        let fresh = Index::from_ops(&ops);
+        assert_eq!(
+            encoded.root(&scope),
+            fresh.root(&scope),
+            "batches of {size}"
+        );
+        for name in ["a", "b"] {
+            let (c, f) = (&encoded.collections[name], &fresh.collections[name]);
+            let mut leaves = Vec::new();
+            c.trie.for_each_from(&[0; 16], |k, d| {
+                leaves.push((*k, *d));
+                true
+            });
+            let mut want = Vec::new();
+            f.trie.for_each_from(&[0; 16], |k, d| {
+                want.push((*k, *d));
+                true
+            });
+            assert_eq!(leaves, want, "leaf digests of {name}, batches of {size}");
+        }
+    }
+    // And each leaf is the op's digest.
+    let one = Index::from_ops(&ops[..1]);
+    let d = op_digest(&ops[0]);
+    let mut got = None;
+    one.collections["a"].trie.for_each_from(&[0; 16], |_, h| {
+        got = Some(*h);
+        false
+    });
+    assert_eq!(got, Some(d.0));
 }
 
 #[test]

@@ -50,6 +50,9 @@ impl Outgoing {
             keys.windows(2).all(|w| w[0] < w[1]),
             "a run is ascending, without repeats"
         );
+        if keys.is_empty() {
+            return; // a Hello that finds nothing to push: the pending run stays as it is
+        }
         let old = &self.run[self.next..];
         if old.is_empty() {
             self.run = keys;
