@@ -228,6 +228,41 @@ fn batches_index_like_single_inserts() {
 }
 
 #[test]
+fn a_batch_moves_the_frontier_as_each_id_would() {
+    // Few replicas and many, sharing cache slots (1 and 9, 2 and 10, ...), in id order.
+    for seed in 0..200u64 {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = |bound: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % bound
+        };
+        let replicas = 1 + next(40);
+        let mut ids: Vec<OpId> = (0..next(300))
+            .map(|_| {
+                let ts = Timestamp::new(1_000 + next(500), 0).expect("in range");
+                OpId::new(ts, ReplicaId::new(1 + next(replicas)))
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut start = VersionVector::new();
+        start.observe(OpId::new(
+            Timestamp::new(1_250, 0).expect("in range"),
+            ReplicaId::new(1),
+        ));
+        let (mut each, mut batched) = (start.clone(), start);
+        for id in &ids {
+            each.observe(*id);
+        }
+        let keys: Vec<Key> = ids.iter().map(|id| id.to_bytes()).collect();
+        observe_all(&mut batched, &keys);
+        assert_eq!(batched, each, "seed {seed}");
+    }
+}
+
+#[test]
 fn ops_of_every_size_index_from_their_bytes_as_from_the_ops() {
     // Values from empty to past a 1 KiB chunk, so that the leaves fall in every block count
     // of the wide hasher, in its fallbacks, and in groups too small to go wide; each op's
