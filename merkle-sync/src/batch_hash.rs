@@ -496,22 +496,32 @@ mod tests {
         for batch in [1, 5, 17, 300, inputs.len()] {
             for chunk in inputs.chunks(batch) {
                 let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-                let mut out = vec![[0u8; 32]; refs.len()];
-                hash_many(&refs, &mut out);
-                for (input, got) in refs.iter().zip(&out) {
-                    assert_eq!(got, blake3::hash(input).as_bytes(), "{} bytes", input.len());
-                }
-                // The first byte read as another, as a caller hashing a version byte and the
-                // op bytes after it does.
-                hash_many_first(&refs, 0xa5, &mut out);
-                for (input, got) in refs.iter().zip(&out) {
-                    let mut want = input.to_vec();
-                    if let Some(b) = want.first_mut() {
-                        *b = 0xa5;
-                    }
-                    assert_eq!(got, blake3::hash(&want).as_bytes(), "{} bytes", input.len());
-                }
+                assert_hashes_like_the_crate(&refs, 0xa5);
             }
+        }
+    }
+
+    /// [`hash_many`] of `inputs` against the crate, and [`hash_many_first`] with `first`
+    /// against the crate on the inputs with their first byte replaced (as a caller hashing
+    /// a version byte and the op bytes after it has them).
+    fn assert_hashes_like_the_crate(inputs: &[&[u8]], first: u8) {
+        let mut out = vec![[0u8; 32]; inputs.len()];
+        hash_many(inputs, &mut out);
+        for (input, got) in inputs.iter().zip(&out) {
+            assert_eq!(got, blake3::hash(input).as_bytes(), "{} bytes", input.len());
+        }
+        hash_many_first(inputs, first, &mut out);
+        for (input, got) in inputs.iter().zip(&out) {
+            let mut want = input.to_vec();
+            if let Some(b) = want.first_mut() {
+                *b = first;
+            }
+            let len = input.len();
+            assert_eq!(
+                got,
+                blake3::hash(&want).as_bytes(),
+                "{len} bytes, first byte read as {first}"
+            );
         }
     }
 
@@ -531,19 +541,7 @@ mod tests {
             }
         }
         let inputs: Vec<&[u8]> = spans.iter().map(|&(a, b)| &buf[a..b]).collect();
-        let mut out = vec![[0u8; 32]; inputs.len()];
-        hash_many(&inputs, &mut out);
-        for (input, got) in inputs.iter().zip(&out) {
-            assert_eq!(got, blake3::hash(input).as_bytes(), "{} bytes", input.len());
-        }
-        hash_many_first(&inputs, 3, &mut out);
-        for (input, got) in inputs.iter().zip(&out) {
-            let want = match input.split_first() {
-                Some((_, rest)) => [&[3u8][..], rest].concat(),
-                None => Vec::new(),
-            };
-            assert_eq!(got, blake3::hash(&want).as_bytes(), "{} bytes", input.len());
-        }
+        assert_hashes_like_the_crate(&inputs, 3);
     }
 
     #[cfg(target_arch = "x86_64")]

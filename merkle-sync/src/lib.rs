@@ -117,6 +117,8 @@ mod message;
 mod session;
 mod sketch;
 mod source;
+#[cfg(test)]
+mod test_rng;
 mod trie;
 
 pub use index::{Digest, Index, Scope, op_digest};

@@ -708,13 +708,7 @@ mod tests {
     #[test]
     fn sorted_batches_build_the_trie_that_single_inserts_build() {
         for seed in 0..300u64 {
-            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = |bound: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % bound
-            };
+            let mut next = crate::test_rng::draws(seed);
             let space = 8 + next(4000);
             let mut batched = Trie::default();
             let mut single = Trie::default();

@@ -231,13 +231,7 @@ fn batches_index_like_single_inserts() {
 fn a_batch_moves_the_frontier_as_each_id_would() {
     // Few replicas and many, sharing cache slots (1 and 9, 2 and 10, ...), in id order.
     for seed in 0..200u64 {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = |bound: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % bound
-        };
+        let mut next = crate::test_rng::draws(seed);
         let replicas = 1 + next(40);
         let mut ids: Vec<OpId> = (0..next(300))
             .map(|_| {

@@ -144,13 +144,7 @@ mod tests {
     #[test]
     fn reads_as_the_set_of_what_was_queued_and_not_dropped() {
         for seed in 0..2_000u64 {
-            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = |bound: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % bound
-            };
+            let mut next = crate::test_rng::draws(seed);
             let space = 1 + next(300);
             let mut queue = Outgoing::default();
             let mut model = BTreeSet::new();
