@@ -1,6 +1,6 @@
 //! How a session reads its log to fill ops frames: stored bytes and encoded ops give the same
-//! frames, and an op the log cannot give, or one too large for any peer, ends the push with an
-//! error naming it.
+//! frames, a push fills each frame to its size in id order and loses nothing, and an op the
+//! log cannot give, or one too large for any peer, ends the push with an error naming it.
 
 mod harness;
 
@@ -47,6 +47,65 @@ fn frames_from_stored_bytes_equal_frames_from_ops() {
         .map(|m| crdt_core::codec::decode_ops(&m[1..]).unwrap().len())
         .sum();
     assert_eq!(sent, 2900, "the push is the whole tail");
+}
+
+#[test]
+fn a_push_fills_each_frame_to_its_size_in_id_order_and_loses_nothing() {
+    use crdt_core::{MemoryStorage, Storage};
+    use merkle_sync::{Config, StorageSource};
+    // Ops of about 40 to 160 bytes, so that frames hold from one op to about 1,500.
+    let all: Vec<Op> = (0..4000u64)
+        .map(|i| harness::op("a", 1000 + i, 1 + i % 3, (i * 37 % 120) as usize))
+        .collect();
+    let mut store = MemoryStorage::new();
+    store.append(&all).unwrap();
+    let index = Index::from_ops(&all);
+    let empty = Index::new();
+    let scope = Scope::new(["a"]);
+    for max in [150, 4_000, 25_000, 40_000, 64 * 1024, 200_000] {
+        let mut config = Config::default();
+        config.max_frame_bytes = max;
+        let mut ahead = Session::new(0, scope.clone(), config, &index);
+        let mut peer = Session::new(0, scope.clone(), Config::default(), &empty);
+        while let Some(m) = peer
+            .poll_transmit(0, &empty, &StorageSource(&store))
+            .unwrap()
+        {
+            ahead.handle_message(50, &m, &index).unwrap();
+        }
+        let mut frames: Vec<Vec<Op>> = Vec::new();
+        while let Some(m) = ahead
+            .poll_transmit(50, &index, &StorageSource(&store))
+            .unwrap()
+        {
+            if m.first() == Some(&6) {
+                frames.push(crdt_core::codec::decode_ops(&m[1..]).unwrap());
+            }
+        }
+        let sent: Vec<&Op> = frames.iter().flatten().collect();
+        assert_eq!(sent.len(), all.len(), "max {max}: every op once");
+        assert!(
+            sent.iter().zip(&all).all(|(a, b)| *a == b),
+            "max {max}: in id order"
+        );
+        let body = |o: &Op| crdt_core::codec::encode_op(o).len() - 1;
+        for (i, frame) in frames.iter().enumerate() {
+            let len: usize = frame.iter().map(body).sum();
+            assert!(
+                len <= max || frame.len() == 1,
+                "max {max}: frame {i} too large"
+            );
+            if let Some(next) = frames.get(i + 1).and_then(|f| f.first()) {
+                assert!(len + body(next) > max, "max {max}: frame {i} not full");
+            }
+        }
+        if max >= 40_000 {
+            assert!(
+                frames.iter().any(|f| f.len() > 300),
+                "max {max}: frames of hundreds of ops"
+            );
+        }
+    }
 }
 
 /// A store that fails to read one op (a damaged disk, say) and lacks nothing else.
