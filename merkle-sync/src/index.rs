@@ -472,26 +472,10 @@ impl Index {
     pub fn insert_encoded(&mut self, ops: &EncodedOps) -> u64 {
         // A digest is blake3 of the version byte, then the op's bytes. Each op's input is its
         // bytes with the batch's byte before them, read as the version byte, so nothing is
-        // copied (there is such a byte: the batch's header comes first).
-        let bytes = ops.as_bytes();
-        let inputs: Option<Vec<&[u8]>> = ops
-            .iter()
-            .map(|op| {
-                let range = op.range();
-                bytes.get(range.start.checked_sub(1)?..range.end)
-            })
-            .collect();
-        let version = crdt_core::codec::FORMAT_VERSION;
-        let Some(inputs) = inputs else {
-            // Not reached (see `EncodedOp::range`): each op's version byte and bytes in turn.
-            return self.extend(ops.iter().map(|op| {
-                let mut h = blake3::Hasher::new();
-                h.update(&[version]).update(op.body());
-                (op.collection(), op.id(), Digest(*h.finalize().as_bytes()))
-            }));
-        };
+        // copied.
+        let inputs: Vec<&[u8]> = ops.iter().map(|op| op.with_byte_before()).collect();
         let mut digests = vec![[0u8; 32]; inputs.len()];
-        batch_hash::hash_many_first(&inputs, version, &mut digests);
+        batch_hash::hash_many_first(&inputs, crdt_core::codec::FORMAT_VERSION, &mut digests);
         self.extend(
             ops.iter()
                 .zip(digests)

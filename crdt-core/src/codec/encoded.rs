@@ -48,9 +48,8 @@ struct Entry {
 pub struct EncodedOp<'a> {
     id: OpId,
     collection: &'a str,
-    body: &'a [u8],
-    /// Where `body` starts in the batch's bytes.
-    start: usize,
+    /// The op's bytes with the one byte of the batch before them.
+    framed: &'a [u8],
 }
 
 impl<'a> EncodedOp<'a> {
@@ -67,20 +66,21 @@ impl<'a> EncodedOp<'a> {
     /// The op's postcard bytes: [`encode_op`](super::encode_op) without the version byte, as
     /// [`Storage::get_encoded`](crate::Storage::get_encoded) gives a stored op.
     pub fn body(&self) -> &'a [u8] {
-        self.body
+        self.framed.get(1..).unwrap_or_default()
     }
 
-    /// Where [`EncodedOp::body`] lies in the batch's bytes ([`EncodedOps::as_bytes`]): after
-    /// the batch's version byte and count, so it never starts before byte 2. A caller that
-    /// hashes an op's encoding with its version byte can let the byte before the body stand
-    /// in for it, rather than copy the body out.
-    pub fn range(&self) -> core::ops::Range<usize> {
-        self.start..self.start + self.body.len()
+    /// [`EncodedOp::body`] with the one byte of the batch before it (there always is one:
+    /// the batch's version byte and count come first), as long as
+    /// [`encode_op`](super::encode_op)'s encoding of the op. A caller that hashes that
+    /// encoding can hash these bytes with their first read as the version byte, rather than
+    /// copy the op out.
+    pub fn with_byte_before(&self) -> &'a [u8] {
+        self.framed
     }
 
     /// The op itself.
     pub fn decode(&self) -> Result<Op, DecodeError> {
-        let (op, rest) = postcard::take_from_bytes::<Op>(self.body)?;
+        let (op, rest) = postcard::take_from_bytes::<Op>(self.body())?;
         if !rest.is_empty() {
             return Err(DecodeError::Trailing(rest.len()));
         }
@@ -153,8 +153,8 @@ impl EncodedOps {
         EncodedOp {
             id: e.id,
             collection: self.names.get(e.name as usize),
-            body: &self.bytes[e.start as usize..e.end as usize],
-            start: e.start as usize,
+            // An op starts after the version byte and the count, at 2 or later.
+            framed: &self.bytes[e.start as usize - 1..e.end as usize],
         }
     }
 }
