@@ -135,6 +135,11 @@ pub(crate) struct Trie {
     /// The inner nodes marked dirty since the last [`Trie::refresh`], each once, so that a
     /// refresh need not search the trie for them.
     dirty: Vec<Ref>,
+    /// Every key came above all keys before it, so the leaf arena is in key order, and
+    /// [`Trie::for_each_from`] reads it in sequence instead of walking the trie. So it is for
+    /// a log that only one replica wrote, and for an index filled from empty by a peer (a
+    /// push comes in id order). The first key that comes below another clears it for good.
+    in_order: bool,
 }
 
 impl Default for Trie {
@@ -146,6 +151,7 @@ impl Default for Trie {
             sums: Arena::default(),
             root: NONE,
             dirty: Vec::new(),
+            in_order: true,
         }
     }
 }
@@ -364,6 +370,11 @@ impl Trie {
             r = next;
         }
         prefetch(self.digest_of(r));
+        if self.in_order {
+            // The arena is not empty: the first key went in through `push_first`.
+            let last = &self.keys[leaf_index as usize - 1];
+            self.in_order = u128::from_be_bytes(key) > u128::from_be_bytes(*last);
+        }
         self.keys.push(key);
         self.leaf_digests.push(digest);
         let new_leaf = leaf_index | LEAF;
@@ -578,6 +589,24 @@ impl Trie {
         if self.root == NONE {
             return;
         }
+        if self.in_order {
+            // The first key >= start, by bisection, then the arena in sequence.
+            let (mut lo, mut hi) = (0, self.keys.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.keys[mid] < *start {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            for i in lo..self.keys.len() {
+                if !f(&self.keys[i], &self.leaf_digests[i]) {
+                    return;
+                }
+            }
+            return;
+        }
         // Subtrees whose keys are all >= start, still to visit: the later a subtree, the
         // deeper it was pushed.
         let mut later: Vec<Ref> = Vec::with_capacity(64);
@@ -707,6 +736,8 @@ mod tests {
 
     #[test]
     fn sorted_batches_build_the_trie_that_single_inserts_build() {
+        // Rounds after the first that read an arena in key order.
+        let mut in_order_reads = 0;
         for seed in 0..300u64 {
             let mut next = crate::test_rng::draws(seed);
             let space = 8 + next(4000);
@@ -714,8 +745,15 @@ mod tests {
             let mut single = Trie::default();
             let mut held = std::collections::BTreeSet::new();
             // Odd seeds move the window up each round, so that batches mostly extend the
-            // trie past its largest key, as a log that grows at its end does.
-            let climb = if seed % 2 == 1 { space / 2 } else { 0 };
+            // trie past its largest key, as a log that grows at its end does; one seed in
+            // four moves it past the last window, so that every key extends it.
+            let climb = match seed % 4 {
+                1 => space / 2,
+                3 => space,
+                _ => 0,
+            };
+            // Whether every key so far came above all keys before it.
+            let mut ascending = true;
             for round in 0..1 + next(6) {
                 let base = round * climb;
                 let mut batch: Vec<(Key, Hash)> = (0..next(200))
@@ -733,10 +771,15 @@ mod tests {
                 for (k, d) in &batch {
                     if single.insert(*k, *d, true) {
                         want.push(*k);
+                        ascending &= held.last().is_none_or(|last| last < k);
                     }
                     held.insert(*k);
                 }
                 assert_eq!(fresh, want, "seed {seed}: keys reported new");
+                // Which way `for_each_from` reads below.
+                assert_eq!(batched.in_order, ascending, "seed {seed}: in order");
+                assert_eq!(single.in_order, ascending, "seed {seed}: in order");
+                in_order_reads += u32::from(ascending && round > 0);
                 assert_eq!(batched.root(), single.root(), "seed {seed}: roots");
                 assert_eq!(batched.len(), held.len() as u64, "seed {seed}");
                 for bits in [0u8, 50, 54, 58, 62, 124, 128] {
@@ -769,6 +812,10 @@ mod tests {
                 }
             }
         }
+        assert!(
+            in_order_reads > 50,
+            "{in_order_reads} rounds read in key order"
+        );
         assert_eq!(Trie::default().contains_many(&[[0; 16]]), [false]);
     }
 
