@@ -140,6 +140,8 @@ pub(crate) struct Trie {
     /// a log that only one replica wrote, and for an index filled from empty by a peer (a
     /// push comes in id order). The first key that comes below another clears it for good.
     in_order: bool,
+    /// The largest key held (zeros while empty).
+    largest: Key,
 }
 
 impl Default for Trie {
@@ -152,6 +154,7 @@ impl Default for Trie {
             root: NONE,
             dirty: Vec::new(),
             in_order: true,
+            largest: [0; 16],
         }
     }
 }
@@ -224,9 +227,9 @@ impl Trie {
         out
     }
 
-    /// The largest key held: the walk that takes the 1 side at every split.
+    /// The largest key held.
     pub(crate) fn last(&self) -> Option<&Key> {
-        (self.root != NONE).then(|| self.key_of(self.closest(&[0xff; 16])))
+        (self.root != NONE).then_some(&self.largest)
     }
 
     /// Whether `key` is held.
@@ -291,7 +294,7 @@ impl Trie {
             prev = Some(*key);
             rest = tail;
         }
-        let largest = *self.key_of(self.rightmost());
+        let largest = self.largest;
         let below = rest.partition_point(|e| e.0 <= largest);
         let keys: Vec<Key> = rest[..below].iter().map(|e| e.0).collect();
         let closest = self.closest_many(&keys);
@@ -319,17 +322,9 @@ impl Trie {
         }
     }
 
-    /// The leaf of the largest key (the trie is not empty).
-    fn rightmost(&self) -> Ref {
-        let mut r = self.root;
-        while r & LEAF == 0 {
-            r = self.nodes[r as usize].children[1];
-        }
-        r
-    }
-
     /// The first key of an empty trie.
     fn push_first(&mut self, key: Key, digest: Hash) {
+        self.largest = key;
         self.keys.push(key);
         self.leaf_digests.push(digest);
         self.root = LEAF;
@@ -370,10 +365,11 @@ impl Trie {
             r = next;
         }
         prefetch(self.digest_of(r));
-        if self.in_order {
-            // The arena is not empty: the first key went in through `push_first`.
-            let last = &self.keys[leaf_index as usize - 1];
-            self.in_order = u128::from_be_bytes(key) > u128::from_be_bytes(*last);
+        // Not the first key (that one went in through `push_first`), so `largest` is a key.
+        if u128::from_be_bytes(key) > u128::from_be_bytes(self.largest) {
+            self.largest = key;
+        } else {
+            self.in_order = false;
         }
         self.keys.push(key);
         self.leaf_digests.push(digest);
@@ -778,6 +774,8 @@ mod tests {
                 assert_eq!(fresh, want, "seed {seed}: keys reported new");
                 // Which way `for_each_from` reads below.
                 assert_eq!(batched.in_order, ascending, "seed {seed}: in order");
+                assert_eq!(batched.last(), held.last(), "seed {seed}: largest");
+                assert_eq!(single.last(), held.last(), "seed {seed}: largest");
                 assert_eq!(single.in_order, ascending, "seed {seed}: in order");
                 in_order_reads += u32::from(ascending && round > 0);
                 assert_eq!(batched.root(), single.root(), "seed {seed}: roots");

@@ -246,13 +246,23 @@ fn a_batch_moves_the_frontier_as_each_id_would() {
             Timestamp::new(1_250, 0).expect("in range"),
             ReplicaId::new(1),
         ));
+        // The index-wide join covers the collection's frontier, and starts further: another
+        // collection's replica, and one of these replicas further on than the batch goes.
+        let mut covered = start.clone();
+        for (ms, replica) in [(900, 1 + replicas), (1_400, 1 + next(replicas))] {
+            let ts = Timestamp::new(ms, 0).expect("in range");
+            covered.observe(OpId::new(ts, ReplicaId::new(replica)));
+        }
         let (mut each, mut batched) = (start.clone(), start);
         for id in &ids {
             each.observe(*id);
         }
+        let mut covered_each = covered.clone();
+        covered_each.join(&each);
         let keys: Vec<Key> = ids.iter().map(|id| id.to_bytes()).collect();
-        observe_all(&mut batched, &keys);
+        observe_all(&mut batched, &mut covered, &keys);
         assert_eq!(batched, each, "seed {seed}");
+        assert_eq!(covered, covered_each, "seed {seed}: the index-wide join");
     }
 }
 
@@ -461,18 +471,34 @@ fn batches_with_ids_repeated_across_collections_keep_each_first_copy() {
         }
         let want = Index::from_ops(&kept);
         let (mut encoded, mut decoded, mut single) = (Index::new(), Index::new(), Index::new());
-        for b in &batches {
+        // Batches and single inserts in turn: a single insert must see what a batch indexed
+        // in another collection, and the other way round.
+        let mut mixed = Index::new();
+        for (i, b) in batches.iter().enumerate() {
             encoded.insert_encoded(&EncodedOps::from_ops(b).expect("encodable"));
             decoded.insert_ops(b);
             for o in b {
                 single.insert_op(o);
+            }
+            if (i as u64 + seed).is_multiple_of(2) {
+                mixed.insert_ops(b);
+            } else {
+                for o in b {
+                    mixed.insert_op(o);
+                }
             }
         }
         for (path, index) in [
             ("encoded", &encoded),
             ("ops", &decoded),
             ("single", &single),
+            ("mixed", &mixed),
         ] {
+            let mut joined = VersionVector::new();
+            for c in index.collections.values() {
+                joined.join(&c.frontier);
+            }
+            assert_eq!(index.covered, joined, "seed {seed}, {path}: covered");
             assert_eq!(index.len(), kept.len() as u64, "seed {seed}, {path}");
             assert_eq!(index.root(&scope), want.root(&scope), "seed {seed}, {path}");
             for o in &kept {
