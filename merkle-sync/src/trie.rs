@@ -732,8 +732,8 @@ mod tests {
 
     #[test]
     fn sorted_batches_build_the_trie_that_single_inserts_build() {
-        // Rounds after the first that read an arena in key order.
-        let mut in_order_reads = 0;
+        // Rounds after the first that read an arena in key order, and rounds that walk.
+        let (mut in_order_reads, mut walk_reads) = (0, 0);
         for seed in 0..300u64 {
             let mut next = crate::test_rng::draws(seed);
             let space = 8 + next(4000);
@@ -778,6 +778,7 @@ mod tests {
                 assert_eq!(single.last(), held.last(), "seed {seed}: largest");
                 assert_eq!(single.in_order, ascending, "seed {seed}: in order");
                 in_order_reads += u32::from(ascending && round > 0);
+                walk_reads += u32::from(!ascending);
                 assert_eq!(batched.root(), single.root(), "seed {seed}: roots");
                 assert_eq!(batched.len(), held.len() as u64, "seed {seed}");
                 for bits in [0u8, 50, 54, 58, 62, 124, 128] {
@@ -811,8 +812,8 @@ mod tests {
             }
         }
         assert!(
-            in_order_reads > 50,
-            "{in_order_reads} rounds read in key order"
+            in_order_reads > 50 && walk_reads > 50,
+            "{in_order_reads} rounds read in key order, {walk_reads} by walks"
         );
         assert_eq!(Trie::default().contains_many(&[[0; 16]]), [false]);
     }

@@ -247,9 +247,14 @@ fn a_batch_moves_the_frontier_as_each_id_would() {
             ReplicaId::new(1),
         ));
         // The index-wide join covers the collection's frontier, and starts further: another
-        // collection's replica, and one of these replicas further on than the batch goes.
+        // collection's replica, one of these replicas past every id of the batch (which end
+        // at 1,499 ms), and one within them.
         let mut covered = start.clone();
-        for (ms, replica) in [(900, 1 + replicas), (1_400, 1 + next(replicas))] {
+        for (ms, replica) in [
+            (900, 1 + replicas),
+            (1_600, 1 + next(replicas)),
+            (1_300, 1 + next(replicas)),
+        ] {
             let ts = Timestamp::new(ms, 0).expect("in range");
             covered.observe(OpId::new(ts, ReplicaId::new(replica)));
         }
@@ -507,4 +512,41 @@ fn batches_with_ids_repeated_across_collections_keep_each_first_copy() {
             index.check_sketch_caches().expect("consistent");
         }
     }
+}
+
+#[test]
+fn small_batches_look_at_other_collections_only_where_the_join_covers_them() {
+    // Three collections, so that a batch of one or two ids is first looked up in the join of
+    // the frontiers.
+    let mut index = Index::new();
+    for (c, ms) in [("a", 10), ("b", 20), ("c", 30)] {
+        assert!(index.insert_op(&op(c, ms, 1)));
+    }
+    let one = |o: Op| EncodedOps::from_ops(&[o]).expect("encodable");
+    // New ids: the join covers none, and they are indexed.
+    assert_eq!(index.insert_encoded(&one(op("a", 40, 1))), 1);
+    assert_eq!(index.insert_ops(&[op("b", 35, 2), op("b", 36, 2)]), 2);
+    // Ids another collection holds, one of them at the join's own timestamp for its
+    // replica (where `covers` turns true): looked up there, and not indexed again.
+    assert_eq!(index.insert_encoded(&one(op("b", 40, 1))), 0);
+    assert_eq!(index.insert_ops(&[op("c", 20, 1)]), 0);
+    assert_eq!(index.insert_ops(&[op("a", 36, 2), op("a", 37, 2)]), 1);
+    assert!(!index.insert_op(&op("c", 40, 1)));
+    assert!(!index.insert_op(&op("a", 35, 2)));
+    // A covered id that no collection holds is still indexed.
+    assert!(index.insert_op(&op("c", 25, 1)));
+    assert!(!index.contains(
+        "b",
+        OpId::new(Timestamp::new(40, 0).expect("in range"), ReplicaId::new(1))
+    ));
+    assert!(index.contains(
+        "a",
+        OpId::new(Timestamp::new(37, 0).expect("in range"), ReplicaId::new(2))
+    ));
+    assert_eq!(index.len(), 8);
+    let mut joined = VersionVector::new();
+    for c in index.collections.values() {
+        joined.join(&c.frontier);
+    }
+    assert_eq!(index.covered, joined);
 }
