@@ -255,12 +255,12 @@ impl CollectionIndex {
     }
 }
 
-/// Records the ids `keys` holds (ascending) in both `frontier` and `covered`. Each replica's
-/// highest only comes to the frontiers' maps: a small direct-mapped cache keeps the latest id
-/// of a few replicas (by the last byte of the replica), and a slot's id is recorded when
-/// another replica takes the slot, and at the end. So a batch of a few replicas costs a
-/// compare an id, not a map lookup, and any other batch is still recorded whole.
-fn observe_all(frontier: &mut VersionVector, covered: &mut VersionVector, keys: &[Key]) {
+/// Records the ids `keys` holds (ascending) in `frontier`. Each replica's highest only comes
+/// to the frontier's map: a small direct-mapped cache keeps the latest id of a few replicas
+/// (by the last byte of the replica), and a slot's id is recorded when another replica takes
+/// the slot, and at the end. So a batch of a few replicas costs a compare an id, not a map
+/// lookup, and any other batch is still recorded whole.
+fn observe_all(frontier: &mut VersionVector, keys: &[Key]) {
     let mut slots: [Option<OpId>; 8] = [None; 8];
     for key in keys {
         let id = OpId::from_bytes(*key);
@@ -274,14 +274,12 @@ fn observe_all(frontier: &mut VersionVector, covered: &mut VersionVector, keys: 
             _ => {
                 if let Some(old) = slot.replace(id) {
                     frontier.observe(old);
-                    covered.observe(old);
                 }
             }
         }
     }
     for id in slots.into_iter().flatten() {
         frontier.observe(id);
-        covered.observe(id);
     }
 }
 
@@ -313,9 +311,9 @@ fn sketch_cache_of(trie: &Trie) -> Vec<Symbol> {
 pub struct Index {
     collections: BTreeMap<String, CollectionIndex>,
     len: u64,
-    /// The join of every collection's frontier: an id it does not cover is in no collection,
-    /// so a new local write is checked against one frontier, not one per collection.
-    covered: VersionVector,
+    /// The largest key of any collection (zeros while empty): an id above it is in none, so
+    /// a new op is checked against one key, not against every other collection.
+    largest: Key,
 }
 
 impl Index {
@@ -371,7 +369,7 @@ impl Index {
             return false;
         }
         c.frontier.observe(id);
-        self.covered.observe(id);
+        self.largest = self.largest.max(key);
         CollectionIndex::keep_sketch_if_target(&mut c.sketch, &c.trie);
         if let Some(s) = c.sketch.get_mut() {
             sketch::add_item(s, 0, &key, 1);
@@ -440,7 +438,6 @@ impl Index {
         }
         let mut added = 0;
         for (collection, batch) in batches {
-            let covered = &mut self.covered;
             let c = Self::collection_in(&mut self.collections, collection);
             let CollectionIndex {
                 trie,
@@ -452,7 +449,11 @@ impl Index {
             // other's lines (one_side_empty's index_ms went from 1,077 to 893-947 ms).
             let mut fresh: Vec<Key> = Vec::new();
             trie.insert_sorted(&batch, |key| fresh.push(*key));
-            observe_all(frontier, covered, &fresh);
+            observe_all(frontier, &fresh);
+            if let Some(&last) = fresh.last() {
+                // Sorted: the last is the batch's largest.
+                self.largest = self.largest.max(last);
+            }
             trie.refresh(); // nothing to do where no path is dirty
             CollectionIndex::keep_sketch_if_target(sketch, trie);
             if let Some(sketch) = sketch.get_mut() {
@@ -588,10 +589,10 @@ impl Index {
 
     /// Whether a collection other than `collection` holds `id`: a second op with one id (a
     /// forgery, or a broken peer) that the log does not keep either. Only a collection whose
-    /// frontier covers the id can hold it, which a new local write never is: the index-wide
-    /// join of the frontiers says so at once, however many collections there are.
+    /// frontier covers the id can hold it, and none can hold an id above the index's largest
+    /// key, as a new local write is: that one compare spares the look at every collection.
     fn held_elsewhere(&self, collection: &str, id: OpId) -> bool {
-        if !self.covered.covers(id) {
+        if id.to_bytes() > self.largest {
             return false;
         }
         self.collections.iter().any(|(name, c)| {
@@ -601,17 +602,10 @@ impl Index {
 
     /// Drops from `batch` (sorted keys of `collection`) the ids another collection holds, as
     /// [`Index::held_elsewhere`] for each, but looking up only the keys up to each other
-    /// collection's largest: none, for a batch that extends the log at its tail.
-    ///
-    /// A batch of fewer keys than there are collections is first looked up in the index-wide
-    /// join of the frontiers, which none of a batch of new ops (a local write, a live push)
-    /// is in: then no collection need be looked at.
+    /// collection's largest: none, for a batch that extends the log at its tail, which the
+    /// index's largest key tells without looking at any collection.
     fn drop_held_elsewhere(&self, collection: &str, batch: &mut Vec<(Key, crate::trie::Hash)>) {
-        if batch.len() < self.collections.len()
-            && !batch
-                .iter()
-                .any(|e| self.covered.covers(OpId::from_bytes(e.0)))
-        {
+        if batch.first().is_none_or(|e| e.0 > self.largest) {
             return;
         }
         for (name, c) in &self.collections {

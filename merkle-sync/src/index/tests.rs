@@ -246,28 +246,13 @@ fn a_batch_moves_the_frontier_as_each_id_would() {
             Timestamp::new(1_250, 0).expect("in range"),
             ReplicaId::new(1),
         ));
-        // The index-wide join covers the collection's frontier, and starts further: another
-        // collection's replica, one of these replicas past every id of the batch (which end
-        // at 1,499 ms), and one within them.
-        let mut covered = start.clone();
-        for (ms, replica) in [
-            (900, 1 + replicas),
-            (1_600, 1 + next(replicas)),
-            (1_300, 1 + next(replicas)),
-        ] {
-            let ts = Timestamp::new(ms, 0).expect("in range");
-            covered.observe(OpId::new(ts, ReplicaId::new(replica)));
-        }
         let (mut each, mut batched) = (start.clone(), start);
         for id in &ids {
             each.observe(*id);
         }
-        let mut covered_each = covered.clone();
-        covered_each.join(&each);
         let keys: Vec<Key> = ids.iter().map(|id| id.to_bytes()).collect();
-        observe_all(&mut batched, &mut covered, &keys);
+        observe_all(&mut batched, &keys);
         assert_eq!(batched, each, "seed {seed}");
-        assert_eq!(covered, covered_each, "seed {seed}: the index-wide join");
     }
 }
 
@@ -499,11 +484,7 @@ fn batches_with_ids_repeated_across_collections_keep_each_first_copy() {
             ("single", &single),
             ("mixed", &mixed),
         ] {
-            let mut joined = VersionVector::new();
-            for c in index.collections.values() {
-                joined.join(&c.frontier);
-            }
-            assert_eq!(index.covered, joined, "seed {seed}, {path}: covered");
+            assert_largest_is_kept(index);
             assert_eq!(index.len(), kept.len() as u64, "seed {seed}, {path}");
             assert_eq!(index.root(&scope), want.root(&scope), "seed {seed}, {path}");
             for o in &kept {
@@ -514,39 +495,44 @@ fn batches_with_ids_repeated_across_collections_keep_each_first_copy() {
     }
 }
 
+/// The index's largest key is the largest of its collections'.
+fn assert_largest_is_kept(index: &Index) {
+    let of_tries = index
+        .collections
+        .values()
+        .filter_map(|c| c.trie.last())
+        .max();
+    assert_eq!(of_tries.copied().unwrap_or([0; 16]), index.largest);
+}
+
 #[test]
-fn small_batches_look_at_other_collections_only_where_the_join_covers_them() {
-    // Three collections, so that a batch of one or two ids is first looked up in the join of
-    // the frontiers.
+fn new_ids_look_at_no_other_collection_and_held_ones_are_still_found() {
     let mut index = Index::new();
     for (c, ms) in [("a", 10), ("b", 20), ("c", 30)] {
         assert!(index.insert_op(&op(c, ms, 1)));
     }
     let one = |o: Op| EncodedOps::from_ops(&[o]).expect("encodable");
-    // New ids: the join covers none, and they are indexed.
+    let id = |ms, replica| {
+        OpId::new(
+            Timestamp::new(ms, 0).expect("in range"),
+            ReplicaId::new(replica),
+        )
+    };
+    // Above the largest key: indexed, without a look at the other collections.
     assert_eq!(index.insert_encoded(&one(op("a", 40, 1))), 1);
-    assert_eq!(index.insert_ops(&[op("b", 35, 2), op("b", 36, 2)]), 2);
-    // Ids another collection holds, one of them at the join's own timestamp for its
-    // replica (where `covers` turns true): looked up there, and not indexed again.
-    assert_eq!(index.insert_encoded(&one(op("b", 40, 1))), 0);
+    assert_eq!(index.insert_ops(&[op("b", 45, 2), op("b", 46, 2)]), 2);
+    // Ids another collection holds, the largest key itself among them (where the shortcut
+    // must not be taken): looked up there, and not indexed again.
+    assert_eq!(index.insert_encoded(&one(op("c", 46, 2))), 0);
     assert_eq!(index.insert_ops(&[op("c", 20, 1)]), 0);
-    assert_eq!(index.insert_ops(&[op("a", 36, 2), op("a", 37, 2)]), 1);
-    assert!(!index.insert_op(&op("c", 40, 1)));
-    assert!(!index.insert_op(&op("a", 35, 2)));
-    // A covered id that no collection holds is still indexed.
+    assert_eq!(index.insert_ops(&[op("a", 45, 2), op("a", 47, 2)]), 1);
+    assert!(!index.insert_op(&op("c", 47, 2)));
+    assert!(!index.insert_op(&op("a", 20, 1)));
+    // Below the largest key, held nowhere: indexed.
     assert!(index.insert_op(&op("c", 25, 1)));
-    assert!(!index.contains(
-        "b",
-        OpId::new(Timestamp::new(40, 0).expect("in range"), ReplicaId::new(1))
-    ));
-    assert!(index.contains(
-        "a",
-        OpId::new(Timestamp::new(37, 0).expect("in range"), ReplicaId::new(2))
-    ));
-    assert_eq!(index.len(), 8);
-    let mut joined = VersionVector::new();
-    for c in index.collections.values() {
-        joined.join(&c.frontier);
-    }
-    assert_eq!(index.covered, joined);
+    assert_eq!(index.insert_ops(&[op("b", 26, 1)]), 1);
+    assert!(!index.contains("c", id(46, 2)) && index.contains("b", id(46, 2)));
+    assert!(index.contains("a", id(47, 2)) && !index.contains("c", id(47, 2)));
+    assert_eq!(index.len(), 9);
+    assert_largest_is_kept(&index);
 }
