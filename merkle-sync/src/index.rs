@@ -753,13 +753,25 @@ impl Index {
         vv
     }
 
-    fn in_scope<'a>(
-        &'a self,
-        scope: &'a Scope,
-    ) -> impl Iterator<Item = (&'a str, &'a CollectionIndex)> {
-        scope
-            .iter()
-            .filter_map(|n| self.collections.get(n).map(|c| (n, c)))
+    /// The collections of `scope` that the index holds, in name order. A scope of a few
+    /// collections looks each up; a scope of many walks the scope and the index side by side
+    /// (both sorted by name bytes), so that a scope of thousands of collections costs a
+    /// step each, not a lookup of string compares each: sessions ask for the root after every
+    /// message.
+    fn in_scope<'a>(&'a self, scope: &'a Scope) -> InScope<'a> {
+        // A lookup costs about log2(collections) compares; a step of the walk one.
+        let lookups = scope.names.len() * (self.collections.len().max(2).ilog2() as usize);
+        if lookups <= self.collections.len() + scope.names.len() {
+            InScope::Lookups {
+                names: scope.names.iter(),
+                collections: &self.collections,
+            }
+        } else {
+            InScope::Walk {
+                names: scope.names.iter().peekable(),
+                collections: self.collections.iter().peekable(),
+            }
+        }
     }
 
     fn root_with(
@@ -767,17 +779,20 @@ impl Index {
         scope: &Scope,
         mut root: impl FnMut(&str, &CollectionIndex) -> Option<([u8; 32], u64)>,
     ) -> Digest {
-        let mut h = blake3::Hasher::new();
-        h.update(b"weft-sync/1 root\0");
+        // The whole input first, then one hash: the crate hashes the chunks of one long input
+        // several at a time, but the small updates of a stream one block at a time.
+        const PREFIX: &[u8] = b"weft-sync/1 root\0";
+        let mut input = Vec::with_capacity(PREFIX.len() + 64);
+        input.extend_from_slice(PREFIX);
         for (name, c) in self.in_scope(scope) {
             if let Some((digest, count)) = root(name, c) {
-                h.update(&(name.len() as u64).to_le_bytes());
-                h.update(name.as_bytes());
-                h.update(&count.to_le_bytes());
-                h.update(&digest);
+                input.extend_from_slice(&(name.len() as u64).to_le_bytes());
+                input.extend_from_slice(name.as_bytes());
+                input.extend_from_slice(&count.to_le_bytes());
+                input.extend_from_slice(&digest);
             }
         }
-        Digest(*h.finalize().as_bytes())
+        Digest(*blake3::hash(&input).as_bytes())
     }
 
     /// The ops in scope that `vv` does not cover, by collection, each list in id order.
@@ -888,6 +903,49 @@ pub(crate) struct LocalSketch {
     tail: Vec<Symbol>,
     /// Walks over the scope made to extend the tail.
     walks: u32,
+}
+
+/// The collections of a scope that an index holds ([`Index::in_scope`]).
+enum InScope<'a> {
+    /// Each name of the scope looked up.
+    Lookups {
+        names: std::slice::Iter<'a, String>,
+        collections: &'a BTreeMap<String, CollectionIndex>,
+    },
+    /// The scope's names and the index's collections walked side by side.
+    Walk {
+        names: std::iter::Peekable<std::slice::Iter<'a, String>>,
+        collections:
+            std::iter::Peekable<std::collections::btree_map::Iter<'a, String, CollectionIndex>>,
+    },
+}
+
+impl<'a> Iterator for InScope<'a> {
+    type Item = (&'a str, &'a CollectionIndex);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            InScope::Lookups { names, collections } => names
+                .by_ref()
+                .find_map(|n| collections.get(n).map(|c| (n.as_str(), c))),
+            InScope::Walk { names, collections } => loop {
+                let (name, (held, c)) = (names.peek()?, collections.peek()?);
+                match name.as_bytes().cmp(held.as_bytes()) {
+                    std::cmp::Ordering::Less => {
+                        names.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        collections.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let c = *c;
+                        names.next();
+                        return collections.next().map(|(n, _)| (n.as_str(), c));
+                    }
+                }
+            },
+        }
+    }
 }
 
 /// The pointwise minimum of two frontiers: what both certainly cover.

@@ -536,3 +536,61 @@ fn new_ids_look_at_no_other_collection_and_held_ones_are_still_found() {
     assert_eq!(index.len(), 9);
     assert_largest_is_kept(&index);
 }
+
+#[test]
+fn a_scope_over_many_collections_sees_what_an_index_of_just_its_collections_holds() {
+    // Names that share prefixes, differ in length, and sort by bytes beyond ASCII, so that
+    // the walk side by side meets every order of names.
+    let names: Vec<String> = (0..300u64)
+        .map(|i| match i % 5 {
+            0 => format!("c{i}"),
+            1 => format!("c{i}/sub"),
+            2 => format!("é{}", i % 7),
+            3 => "c".repeat(1 + (i % 9) as usize),
+            _ => format!("Z{i:04}"),
+        })
+        .collect();
+    let mut all = Index::new();
+    let mut ops = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        for j in 0..1 + i as u64 % 3 {
+            ops.push(op(n, 10 + i as u64 * 4 + j, 1 + j));
+        }
+    }
+    all.insert_ops(&ops);
+    let (mut walks, mut lookups) = (0, 0);
+    for seed in 0..200u64 {
+        let mut next = crate::test_rng::draws(seed);
+        // Up to every name, with some the index does not hold.
+        let size = next(names.len() as u64 + 20);
+        let picked: Vec<String> = (0..size)
+            .map(|k| match next(10) {
+                0 => format!("absent{k}"),
+                _ => names[next(names.len() as u64) as usize].clone(),
+            })
+            .collect();
+        let scope = Scope::new(picked.iter().cloned());
+        match all.in_scope(&scope) {
+            InScope::Walk { .. } => walks += 1,
+            InScope::Lookups { .. } => lookups += 1,
+        }
+        let only: Vec<Op> = ops
+            .iter()
+            .filter(|o| scope.contains(&o.collection))
+            .cloned()
+            .collect();
+        let just = Index::from_ops(&only);
+        assert_eq!(all.root(&scope), just.root(&scope), "seed {seed}: root");
+        assert_eq!(all.count(&scope), only.len() as u64, "seed {seed}: count");
+        assert_eq!(all.frontier(&scope), just.frontier(&scope), "seed {seed}");
+        let seen: Vec<&str> = all.in_scope(&scope).map(|(n, _)| n).collect();
+        let mut want: Vec<&str> = only.iter().map(|o| o.collection.as_str()).collect();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(seen, want, "seed {seed}: collections in scope");
+    }
+    assert!(
+        walks > 20 && lookups > 20,
+        "{walks} walks, {lookups} lookups"
+    );
+}
