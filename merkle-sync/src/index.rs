@@ -929,7 +929,7 @@ impl<'a> Iterator for InScope<'a> {
                 .by_ref()
                 .find_map(|n| collections.get(n).map(|c| (n.as_str(), c))),
             InScope::Walk { names, collections } => loop {
-                let (name, (held, c)) = (names.peek()?, collections.peek()?);
+                let (name, (held, c)) = (*names.peek()?, *collections.peek()?);
                 match name.as_bytes().cmp(held.as_bytes()) {
                     std::cmp::Ordering::Less => {
                         names.next();
@@ -938,9 +938,9 @@ impl<'a> Iterator for InScope<'a> {
                         collections.next();
                     }
                     std::cmp::Ordering::Equal => {
-                        let c = *c;
                         names.next();
-                        return collections.next().map(|(n, _)| (n.as_str(), c));
+                        collections.next();
+                        return Some((held.as_str(), c));
                     }
                 }
             },

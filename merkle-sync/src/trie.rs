@@ -366,7 +366,7 @@ impl Trie {
         }
         prefetch(self.digest_of(r));
         // Not the first key (that one went in through `push_first`), so `largest` is a key.
-        if u128::from_be_bytes(key) > u128::from_be_bytes(self.largest) {
+        if key > self.largest {
             self.largest = key;
         } else {
             self.in_order = false;
